@@ -1,0 +1,5 @@
+"""`python -m catalog` runs the CLI."""
+
+from catalog.cli import main
+
+main()

@@ -1,0 +1,279 @@
+"""Settings: a TOML file, overridden by CATALOG_* environment variables, overridden by flags.
+
+Every problem is reported as one ConfigError line naming the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from catalog.errors import ConfigError
+
+APP_NAME = "catalog"
+SERVER_KINDS = ("jellyfin", "emby")
+MiB = 1024 * 1024
+
+
+def default_database_url() -> str:
+    """The embedded catalog: a SQLite file in the user data directory."""
+    path = platformdirs.user_data_path(APP_NAME) / "catalog.db"
+    return f"sqlite:///{path}"
+
+
+def default_config_path() -> Path:
+    return platformdirs.user_config_path(APP_NAME) / "config.toml"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One media server the catalog is fed from."""
+
+    name: str
+    url: str
+    kind: str = "jellyfin"
+    token: str = field(default="", repr=False)
+    libraries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """How a sync pages, chunks, retries and guards against mass deletion."""
+
+    page_size: int = 500
+    chunk_size: int = 1000
+    mass_delete_share: float = 0.5
+    max_page_bytes: int = 64 * MiB
+    timeout_s: float = 30.0
+    retries: int = 5
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know, resolved from file, environment and flags."""
+
+    database_url: str = field(default_factory=default_database_url)
+    servers: Mapping[str, ServerConfig] = field(default_factory=dict)
+    default_server: str | None = None
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    keep_runs: int = 500
+    config_path: Path | None = None
+
+    def server(self, name: str | None = None) -> ServerConfig:
+        """The server to work against: by name, else the default, else the only one."""
+        name = name or self.default_server
+        if name is not None:
+            if name not in self.servers:
+                known = ", ".join(sorted(self.servers)) or "none"
+                raise ConfigError(f"no server named {name!r} is configured (known: {known})")
+            return self.servers[name]
+        if len(self.servers) == 1:
+            return next(iter(self.servers.values()))
+        if not self.servers:
+            raise ConfigError(
+                "no media server is configured: set CATALOG_SERVER_URL and CATALOG_SERVER_TOKEN, "
+                f"or add a [servers.NAME] table to {self.config_path or default_config_path()} "
+                "(or try `catalog demo`)"
+            )
+        raise ConfigError(
+            "several servers are configured: pick one with --server NAME "
+            f"({', '.join(sorted(self.servers))}) or set default_server"
+        )
+
+
+def load_settings(
+    config_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Resolve settings: file < environment < flags (`overrides`, None meaning 'not given')."""
+    env = os.environ if env is None else env
+    path = _config_path(config_path, env)
+    raw = _read_toml(path) if path else {}
+    where = str(path) if path else "settings"
+    settings = _from_mapping(raw, where, path)
+    settings = _apply_env(settings, env)
+    settings = _apply_overrides(settings, {k: v for k, v in overrides.items() if v is not None})
+    _check_sync(settings.sync, where)
+    return settings
+
+
+def _config_path(given: Path | None, env: Mapping[str, str]) -> Path | None:
+    if given is not None:
+        if not given.is_file():
+            raise ConfigError(f"config file {given} does not exist")
+        return given
+    if env.get("CATALOG_CONFIG"):
+        path = Path(env["CATALOG_CONFIG"])
+        if not path.is_file():
+            raise ConfigError(f"CATALOG_CONFIG names {path}, which does not exist")
+        return path
+    path = default_config_path()
+    return path if path.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _from_mapping(raw: dict[str, Any], where: str, path: Path | None) -> Settings:
+    top = {"database_url": str, "default_server": str, "sync": dict, "servers": dict, "runs": dict}
+    _check_keys(raw, top, where, "")
+    sync_raw = raw.get("sync", {})
+    sync = SyncConfig(**_typed(sync_raw, _field_types(SyncConfig), where, "sync."))
+    runs = _typed(raw.get("runs", {}), {"keep": int}, where, "runs.")
+    servers = {name: _server(name, table, where) for name, table in raw.get("servers", {}).items()}
+    settings = Settings(servers=servers, sync=sync, config_path=path)
+    if "database_url" in raw:
+        settings = replace(settings, database_url=_typed(raw, top, where, "")["database_url"])
+    if "default_server" in raw:
+        settings = replace(settings, default_server=raw["default_server"])
+    if "keep" in runs:
+        settings = replace(settings, keep_runs=runs["keep"])
+    return settings
+
+
+def _server(name: str, table: Any, where: str) -> ServerConfig:
+    prefix = f"servers.{name}."
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: servers.{name}: must be a table")
+    types = {"url": str, "kind": str, "token": str, "libraries": list}
+    values = _typed(table, types, where, prefix)
+    if "url" not in values:
+        raise ConfigError(f"{where}: {prefix}url: missing (the server's base URL)")
+    if "libraries" in values:
+        values["libraries"] = tuple(str(v) for v in values["libraries"])
+    server = ServerConfig(name=name, **values)
+    _check_server(server, f"{where}: {prefix}")
+    return server
+
+
+def _check_server(server: ServerConfig, prefix: str) -> None:
+    if server.kind not in SERVER_KINDS:
+        raise ConfigError(
+            f"{prefix}kind: must be one of {', '.join(SERVER_KINDS)} (got {server.kind!r})"
+        )
+    if not server.url.startswith(("http://", "https://")):
+        raise ConfigError(f"{prefix}url: must start with http:// or https://")
+
+
+def _check_sync(sync: SyncConfig, where: str) -> None:
+    positive = ("page_size", "chunk_size", "max_page_bytes", "timeout_s")
+    for name in positive:
+        if getattr(sync, name) <= 0:
+            raise ConfigError(f"{where}: sync.{name}: must be greater than 0")
+    if not 0 < sync.mass_delete_share <= 1:
+        raise ConfigError(f"{where}: sync.mass_delete_share: must be in (0, 1]")
+    if sync.retries < 0:
+        raise ConfigError(f"{where}: sync.retries: must not be negative")
+
+
+def _field_types(cls: type) -> dict[str, type]:
+    return {f.name: {"int": int, "float": float, "str": str}[str(f.type)] for f in fields(cls)}
+
+
+def _check_keys(raw: Mapping[str, Any], types: Mapping[str, type], where: str, prefix: str) -> None:
+    for key in raw:
+        if key not in types:
+            known = ", ".join(sorted(types))
+            raise ConfigError(f"{where}: {prefix}{key}: unknown key (expected one of {known})")
+
+
+def _typed(
+    raw: Mapping[str, Any], types: Mapping[str, type], where: str, prefix: str
+) -> dict[str, Any]:
+    _check_keys(raw, types, where, prefix)
+    out = {}
+    for key, value in raw.items():
+        expected = types[key]
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"{where}: {prefix}{key}: must be {_type_name(expected)} "
+                f"(got {type(value).__name__} {value!r})"
+            )
+        out[key] = value
+    return out
+
+
+def _type_name(t: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}[
+        t
+    ]
+
+
+ENV_SERVER = ("CATALOG_SERVER_URL", "CATALOG_SERVER_KIND", "CATALOG_SERVER_TOKEN")
+
+
+def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
+    if env.get("CATALOG_DATABASE_URL"):
+        settings = replace(settings, database_url=env["CATALOG_DATABASE_URL"])
+    if env.get("CATALOG_SERVER"):
+        settings = replace(settings, default_server=env["CATALOG_SERVER"])
+    sync_env = {
+        "CATALOG_PAGE_SIZE": "page_size",
+        "CATALOG_CHUNK_SIZE": "chunk_size",
+        "CATALOG_MASS_DELETE_SHARE": "mass_delete_share",
+    }
+    for var, name in sync_env.items():
+        if env.get(var):
+            settings = _set_sync(settings, name, env[var], var)
+    if any(env.get(var) for var in ENV_SERVER):
+        settings = _env_server(settings, env)
+    return settings
+
+
+def _set_sync(settings: Settings, name: str, text: str, var: str) -> Settings:
+    kind = _field_types(SyncConfig)[name]
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"{var}: must be {_type_name(kind)} (got {text!r})") from None
+    return replace(settings, sync=replace(settings.sync, **{name: value}))
+
+
+def _env_server(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """CATALOG_SERVER_* refine the selected server, or define one named 'default'."""
+    try:
+        base = settings.server()
+    except ConfigError:
+        if settings.servers and not env.get("CATALOG_SERVER_URL"):
+            raise
+        base = ServerConfig(name=settings.default_server or "default", url="")
+    changes = {
+        "url": env.get("CATALOG_SERVER_URL") or base.url,
+        "kind": env.get("CATALOG_SERVER_KIND") or base.kind,
+        "token": env.get("CATALOG_SERVER_TOKEN") or base.token,
+    }
+    server = replace(base, **changes)
+    if not server.url:
+        raise ConfigError("CATALOG_SERVER_URL: missing (the media server's base URL)")
+    _check_server(server, "CATALOG_SERVER_")
+    servers = {**settings.servers, server.name: server}
+    return replace(settings, servers=servers, default_server=server.name)
+
+
+def _apply_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    if "database_url" in overrides:
+        settings = replace(settings, database_url=overrides.pop("database_url"))
+    if "server" in overrides:
+        settings = replace(settings, default_server=overrides.pop("server"))
+    sync_fields = {f.name for f in fields(SyncConfig)}
+    sync_changes = {k: overrides.pop(k) for k in list(overrides) if k in sync_fields}
+    if overrides:
+        raise TypeError(f"unknown setting overrides: {sorted(overrides)}")
+    return replace(settings, sync=replace(settings.sync, **sync_changes))

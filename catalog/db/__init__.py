@@ -1,0 +1,1 @@
+"""The catalog database: engine, models, bulk writers, migrations and locks."""

@@ -1,0 +1,82 @@
+"""Engines for the catalog database, with settings that pay on each dialect and safe messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from catalog.errors import ConfigError, DatabaseError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def parse_url(url: str) -> URL:
+    """Parse a database URL, naming the problem (without the password) when it is wrong."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database URL {mask_url(url)!r} is not a valid SQLAlchemy URL") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"database URL {mask_url(url)!r}: "
+            "only sqlite:/// and postgresql+psycopg:// are supported"
+        )
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as it may appear in a message: password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for an in-memory database."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def create_catalog_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for the catalog: SQLite in WAL mode, PostgreSQL through psycopg 3."""
+    parsed = parse_url(url)
+    path = sqlite_path(parsed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "sqlite":
+        return create_engine(parsed, **kwargs)
+    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers (catalog media list) work while a sync writes; NORMAL is durable across
+    # application crashes, which is what a catalog that can be re-synced needs.
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once, turning a failure into one line that names the (masked) URL."""
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseError(
+            f"cannot open the catalog database {mask_url(engine.url)}: {reason}"
+        ) from exc

@@ -1,0 +1,210 @@
+"""Typed SQLAlchemy mappings of the catalog schema (the latest migration must agree with these).
+
+Link tables (media_tag, media_genre, media_tagline) carry no foreign keys: a per-row FK check
+costs about as much as the rest of the insert on PostgreSQL. Code that deletes media deletes
+their links in the same transaction, and `catalog db check` proves there are no orphans.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every dialect (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Server(Base):
+    __tablename__ = "server"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    url: Mapped[str] = mapped_column(Text)
+
+
+class Library(Base):
+    __tablename__ = "library"
+    __table_args__ = (UniqueConstraint("server_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("server.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str | None] = mapped_column(String(40))
+    last_full_sync_at: Mapped[datetime | None]
+    last_sync_at: Mapped[datetime | None]
+
+
+class Media(Base):
+    __tablename__ = "media"
+    __table_args__ = (
+        UniqueConstraint("library_id", "external_id"),
+        Index("ix_media_library_sort", "library_id", "sort_name", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    library_id: Mapped[int] = mapped_column(ForeignKey("library.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(Text)
+    sort_name: Mapped[str] = mapped_column(Text)
+    overview: Mapped[str | None] = mapped_column(Text)
+    year: Mapped[int | None] = mapped_column(Integer)
+    premiere: Mapped[date | None] = mapped_column(Date)
+    community_rating: Mapped[float | None] = mapped_column(Float)
+    critic_rating: Mapped[float | None] = mapped_column(Float)
+    official_rating: Mapped[str | None] = mapped_column(String(40))
+    subtitles: Mapped[bool] = mapped_column(Boolean, default=False)
+    runtime_s: Mapped[int | None] = mapped_column(Integer)
+    # The series an episode belongs to, as the server names it: episodes may arrive before
+    # their series, so an integer key would need a second pass.
+    parent_external_id: Mapped[str | None] = mapped_column(String(64))
+    season: Mapped[int | None] = mapped_column(Integer)
+    episode: Mapped[int | None] = mapped_column(Integer)
+    provider_ids: Mapped[dict[str, Any] | None]
+    added_at: Mapped[datetime | None]
+    content_hash: Mapped[str] = mapped_column(String(32))
+    first_seen_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    missing_since: Mapped[datetime | None]
+
+
+class Tag(Base):
+    __tablename__ = "tag"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class MediaTag(Base):
+    __tablename__ = "media_tag"
+    __table_args__ = (Index("ix_media_tag_tag_media", "tag_id", "media_id"),)
+
+    media_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(primary_key=True)
+    origin: Mapped[str] = mapped_column(String(10), primary_key=True)
+
+
+class TagAlias(Base):
+    """What normalization decided for a raw tag name; tag_id NULL means the tag is dropped."""
+
+    __tablename__ = "tag_alias"
+
+    raw_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tag_id: Mapped[int | None] = mapped_column(ForeignKey("tag.id", ondelete="CASCADE"))
+
+
+class Genre(Base):
+    __tablename__ = "genre"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class MediaGenre(Base):
+    __tablename__ = "media_genre"
+    __table_args__ = (Index("ix_media_genre_genre_media", "genre_id", "media_id"),)
+
+    media_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    genre_id: Mapped[int] = mapped_column(primary_key=True)
+
+
+class MediaTagline(Base):
+    __tablename__ = "media_tagline"
+
+    media_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    origin: Mapped[str] = mapped_column(String(10), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class ProcessRun(Base):
+    """The last run of a per-item process (e.g. tagging) for one item."""
+
+    __tablename__ = "process_run"
+
+    media_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    process: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_run_at: Mapped[datetime]
+    input_hash: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Run(Base):
+    """One invocation of a command, kept for a bounded number of runs."""
+
+    __tablename__ = "run"
+    __table_args__ = (Index("ix_run_command_started", "command", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    command: Mapped[str] = mapped_column(String(40))
+    server: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20))
+    counts: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+LINK_TABLES = (
+    MediaTag.__table__,
+    MediaGenre.__table__,
+    MediaTagline.__table__,
+    ProcessRun.__table__,
+)

@@ -1,0 +1,73 @@
+"""The one error hierarchy of `catalog`; only the CLI turns these into messages and exit codes.
+
+    CatalogError
+    ├── ConfigError              bad or missing settings (exit 2)
+    ├── DatabaseError            the catalog database cannot be reached or used
+    ├── LockHeld                 another run of the same job holds its lock (exit 75)
+    ├── MassDeleteRefused        a full sync would mark too much of a library missing
+    ├── Interrupted              SIGINT / SIGTERM arrived (exit 130 / 143)
+    └── SourceError              the media server failed us
+        ├── SourceUnreachable    connection refused, DNS, timeouts after every retry
+        ├── SourceAuthError      the server refused the token (401 / 403)
+        └── SourceResponseError  bad status after retries, undecodable or oversized answer
+
+Messages are single lines meant for a user; they never contain a secret.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+class CatalogError(Exception):
+    """Base of every error `catalog` reports to its user."""
+
+    exit_code = 1
+
+
+class ConfigError(CatalogError):
+    """A setting is missing or invalid."""
+
+    exit_code = 2
+
+
+class DatabaseError(CatalogError):
+    """The catalog database cannot be reached or used."""
+
+
+class LockHeld(CatalogError):
+    """Another run of the same job against the same server holds the lock."""
+
+    exit_code = 75
+
+
+class MassDeleteRefused(CatalogError):
+    """A full sync would mark more of a library missing than the configured share allows."""
+
+
+class Interrupted(CatalogError):
+    """The run was stopped by a signal; committed work stays."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return 128 + self.signum
+
+
+class SourceError(CatalogError):
+    """The media server could not give us what we asked for."""
+
+
+class SourceUnreachable(SourceError):
+    """The media server did not answer (refused, unresolvable, timed out) after every retry."""
+
+
+class SourceAuthError(SourceError):
+    """The media server refused the token."""
+
+
+class SourceResponseError(SourceError):
+    """The media server answered with an error status, undecodable JSON or an oversized page."""

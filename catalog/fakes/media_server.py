@@ -1,0 +1,1036 @@
+"""A loopback fake Jellyfin/Emby server with a seeded synthetic library of any size.
+
+Used by the tests, `catalog demo` and the benchmarks. Items are generated on the fly from
+`random.Random(f"{seed}:{library}:{index}")`, so a library of 100,000 items costs no more memory
+than one of 100: only edits, removals and additions are stored. The JSON has the shape real
+Jellyfin sends (null fields omitted, dates with 1 to 7 fractional digits, whole-number ratings,
+"0001-01-01" for unknown dates), and `Faults` switches on the misbehaviour a client must survive.
+
+Run it alone with `python -m catalog.fakes.media_server --items 100000`; it prints one line,
+`URL http://127.0.0.1:PORT`, and serves until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import copy
+import functools
+import hashlib
+import json
+import random
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import islice
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = ["FakeLibrary", "FakeMediaServer", "Faults", "ItemShape", "RecordedRequest", "main"]
+
+JSON_TYPE = "application/json; charset=utf-8"
+UNKNOWN_DATE = "0001-01-01T00:00:00.0000000Z"
+TICKS_PER_SECOND = 10_000_000
+LIBRARY_TYPES = {"movies": frozenset({"Movie"}), "tvshows": frozenset({"Series", "Episode"})}
+EPISODES_PER_SERIES = 10  # in a "tvshows" library, index % 11 == 0 is a Series
+EPISODES_PER_SEASON = 5
+EMBY_ID_SPAN = 10**8  # Emby ids are numbers: (library ordinal + 1) * span + index
+CHECKPOINT_EVERY = 256  # one remembered raw index per this many matches, see _Sequence
+INDEX_CACHE_SIZE = 64
+ITEM_CACHE_SIZE = 4096
+
+Draw = Callable[[], float]  # a bound random.Random.random
+
+_EPOCH = datetime(1970, 1, 1)
+_BASE_US = (datetime(2020, 1, 1) - _EPOCH) // timedelta(microseconds=1)
+# Jellyfin ids are md5 hex; the last 8 digits of ours encode the index (scrambled by an odd
+# multiplier, so it is invertible) so /Items/{id} needs no id -> index map.
+_ID_MULTIPLIER = 0x9E3779B1
+_ID_INVERSE = pow(_ID_MULTIPLIER, -1, 2**32)
+_AUTH_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+_ISO = re.compile(r"(\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d)?)?)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?")
+
+ADJECTIVES = [
+    "Silent", "Crimson", "Lost", "Última", "Brave", "Électrique", "Hidden", "Golden", "Midnight",
+    "Frozen", "Wild", "Broken", "Eternal", "Secret", "Distant", "Naïve", "Dark", "Quiet",
+    "Burning", "Fröhliche", "Infinite", "Little", "Red", "Velvet",
+]  # fmt: skip
+NOUNS = [
+    "River", "Empire", "Garden", "Signal", "Horizon", "Mirror", "Station", "Kingdom", "Storm",
+    "Island", "Orchestra", "Detective", "Machine", "Summer", "Straße", "Jalapeño", "東京",
+    "夏の夜", "Москва", "Señorita", "Café", "Lighthouse", "Dragon", "Letter",
+]  # fmt: skip
+EMOJI = ["🚀", "🎬", "🌊", "🔥", "✨", "👻"]
+WORDS = [
+    "a", "an", "the", "of", "in", "on", "and", "but", "with", "without", "after", "before",
+    "young", "old", "man", "woman", "city", "night", "day", "family", "secret", "war", "love",
+    "journey", "home", "crew", "island", "detective", "mystery", "past", "future", "friend",
+    "stranger", "mission", "heart", "dream", "storm", "small", "town", "kingdom", "machine",
+    "memory", "truth", "lie", "music", "revenge", "escape", "ghost", "forest", "river", "road",
+    "winter", "summer", "déjà", "vu", "café", "naïve", "über", "東京", "夢",
+]  # fmt: skip
+GENRES = [
+    "Action", "Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama", "Family",
+    "Fantasy", "Film-Noir", "History", "Horror", "Music", "Mystery", "Romance", "Sci-Fi",
+    "Science Fiction", "Thriller", "War", "Western",
+]  # fmt: skip
+_TAG_SEEDS = [
+    "Based on Novel", "sci-fi", "Sci-Fi", "Rock&Roll", "time travel", "Time Travel", "dystopia",
+    "based on comic", "New York City", "anime", "biography", "coming-of-age", "cult film",
+    "duringcreditsstinger", "female protagonist", "heist", "LGBTQ+", "martial arts", "mockumentary",
+    "murder", "neo-noir", "post-apocalyptic", "remake", "road trip", "satire", "serial killer",
+    "space", "spy", "superhero", "survival", "vampire", "zombie", "whodunit", "world war ii",
+    "Christmas", "père & fils", "東京", "4K", "Director's Cut", "kids' movie",
+]  # fmt: skip
+_TAG_MODIFIERS = ["dark", "Classic", "1980s", "indie", "British", "French", "Remastered", "cozy"]
+OFFICIAL_RATINGS = ["G", "PG", "PG-13", "R", "NC-17", "TV-MA", "TV-14", "FSK-12", "12", "NR"]
+TAGLINES = [
+    "Some secrets never die.", "The journey is the destination.", "Nobody gets out alive.",
+    "One night. One chance.", "Based on a true story.", "Love is a battlefield.",
+    "Le passé n'oublie jamais.", "You can't go home again.", "Trust no one.", "夢を追え。",
+    "The future is now 🚀", "Every family has a story.",
+]  # fmt: skip
+
+
+def _build_tag_pool() -> list[str]:
+    # ~200 names of mixed case and punctuation, some differing only in case, like real tags.
+    combos = [f"{m} {t}" for m in _TAG_MODIFIERS for t in _TAG_SEEDS[:20]]
+    return list(dict.fromkeys(_TAG_SEEDS + combos))
+
+
+TAGS = _build_tag_pool()
+_CORPUS = " ".join(random.Random(0).choices(WORDS, k=6000))
+
+
+@dataclass
+class Faults:
+    """Misbehaviour switches; counters count /Items list requests (1-based)."""
+
+    latency_s: float = 0.0
+    error_rate: float = 0.0
+    rate_limit_every: int = 0
+    unavailable_every: int = 0
+    retry_after_s: float = 1.0
+    drop_every: int = 0
+    malformed_every: int = 0
+    boundary_repeats: bool = False
+    fail_start_indexes: frozenset[int] = frozenset()
+    oversize_bytes: int = 0
+
+
+@dataclass
+class FakeLibrary:
+    """One library ("virtual folder"); `size` grows with `FakeMediaServer.add`."""
+
+    name: str
+    kind: str = "movies"
+    size: int = 100
+
+    @property
+    def id(self) -> str:
+        return hashlib.md5(self.name.encode()).hexdigest()
+
+
+@dataclass
+class ItemShape:
+    """What each item carries; None means random per item."""
+
+    tags: int | None = None
+    genres: int | None = None
+    taglines: int | None = None
+    overview_chars: int = 300
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server saw it; header names are lower-cased."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+
+
+class _Response(NamedTuple):
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    drop: bool = False  # send half the body, then close
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class _Edit(NamedTuple):
+    fields: dict[str, Any]
+    saved_us: int
+
+
+class _Filter(NamedTuple):
+    types: frozenset[str] | None  # None: every type the library holds
+    min_saved_us: int | None
+
+
+@dataclass
+class _LibState:
+    lib: FakeLibrary
+    ordinal: int
+    base_size: int
+    removed: set[int] = field(default_factory=set)
+    edits: dict[int, _Edit] = field(default_factory=dict)
+    add_starts: list[int] = field(default_factory=list)  # first index of each add() batch
+    add_times: list[int] = field(default_factory=list)  # its DateLastSaved, µs since epoch
+    version: int = 0  # bumped on every change, so cached sequence indexes go stale
+
+    def added_us(self, index: int) -> int | None:
+        if index < self.base_size:
+            return None
+        return self.add_times[bisect.bisect_right(self.add_starts, index) - 1]
+
+
+class _Sequence(NamedTuple):
+    """The filtered item sequence of one library at one version, without materialising it:
+    its length and the raw index of every CHECKPOINT_EVERY-th match, so a page is found by
+    scanning at most CHECKPOINT_EVERY + Limit cheap predicates."""
+
+    count: int
+    checkpoints: list[int]
+
+
+class FakeMediaServer:
+    """A fake Jellyfin (or Emby) server on loopback; see the module docstring."""
+
+    def __init__(
+        self,
+        libraries: list[FakeLibrary] | None = None,
+        *,
+        kind: str = "jellyfin",
+        token: str = "test-token",
+        seed: int = 0,
+        faults: Faults | None = None,
+        shape: ItemShape | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if kind not in ("jellyfin", "emby"):
+            raise ValueError(f"kind must be 'jellyfin' or 'emby', not {kind!r}")
+        if libraries is None:
+            libraries = [
+                FakeLibrary("Movies", "movies", 60),
+                FakeLibrary("TV Shows", "tvshows", 40),
+            ]
+        self.kind, self.token, self.seed = kind, token, seed
+        self.shape = shape or ItemShape()
+        # Overview is left out now and then only when the shape is random; a fixed shape is
+        # what benchmarks ask for, and they want every item the same size.
+        self._random_shape = shape is None or None in (shape.tags, shape.genres, shape.taglines)
+        self.server_id = hashlib.md5(f"fake-server:{seed}".encode()).hexdigest()
+        self._libs = self._make_states(libraries)
+        self._lock = threading.Lock()
+        self._sequences: dict[tuple[Any, ...], _Sequence] = {}
+        self._base_json = functools.lru_cache(maxsize=ITEM_CACHE_SIZE)(self._encode_base)
+        self._series_name = functools.lru_cache(maxsize=1024)(self._series_title)
+        self.faults = faults or Faults()
+        self.requests: list[RecordedRequest] = []
+        self.url = ""
+        self._host, self._port = host, port
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+
+    @staticmethod
+    def _make_states(libraries: list[FakeLibrary]) -> dict[str, _LibState]:
+        states: dict[str, _LibState] = {}
+        for ordinal, given in enumerate(libraries):
+            if given.name in states:
+                raise ValueError(f"two libraries named {given.name!r}")
+            if given.kind not in LIBRARY_TYPES:
+                raise ValueError(f"library kind must be 'movies' or 'tvshows', not {given.kind!r}")
+            lib = replace(given)  # our own copy: add() grows its size
+            states[lib.name] = _LibState(lib, ordinal, lib.size)
+        return states
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, value: Faults) -> None:
+        # A new Faults restarts the request counter and error RNG, so each run is repeatable.
+        self._faults = value
+        self._items_requests = 0
+        self._fault_rng = random.Random(f"{self.seed}:faults")
+
+    def start(self) -> FakeMediaServer:
+        """Bind and serve in a daemon thread."""
+        if self._httpd is None:
+            self._httpd = _Server((self._host, self._port), self)
+            host, port = self._httpd.server_address[:2]
+            self.url = f"http://{host}:{port}"
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close open keep-alive connections."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):  # the client may have closed it already
+                conn.shutdown(socket.SHUT_RDWR)
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeMediaServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _track(self, conn: socket.socket, *, open_: bool) -> None:
+        with self._lock:
+            if open_:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    # -- the library, as tests see it --------------------------------------------------------
+
+    def library(self, name: str) -> FakeLibrary:
+        """The library called `name` (KeyError if there is none)."""
+        return self._state(name).lib
+
+    def item(self, library: str, index: int) -> dict[str, Any] | None:
+        """A fresh copy of the JSON dict the server would send for this item now."""
+        st = self._state(library)
+        self._check_index(st, index)
+        if index in st.removed:
+            return None
+        return self._compose(st, index)
+
+    def item_id(self, library: str, index: int) -> str:
+        """The Id of item `index` (even when malformed items leave it out)."""
+        st = self._state(library)
+        if self.kind == "emby":
+            return str((st.ordinal + 1) * EMBY_ID_SPAN + index)
+        return _hex_id(library, index)
+
+    def items(self, library: str) -> Iterator[dict[str, Any]]:
+        """Every current item in served order, generated lazily."""
+        st = self._state(library)
+        for index in range(st.lib.size):
+            if index not in st.removed:
+                yield self._compose(st, index)
+
+    def malformed_indexes(self, library: str) -> list[int]:
+        """Indexes of the current items the malformed_every fault spoils."""
+        st, every = self._state(library), self._faults.malformed_every
+        if every <= 0:
+            return []
+        return [i for i in range(every - 1, st.lib.size, every) if i not in st.removed]
+
+    def edit(self, library: str, index: int, **fields: Any) -> None:
+        """Override JSON fields (None deletes one); DateLastSaved becomes now."""
+        st = self._state(library)
+        self._check_index(st, index)
+        saved_us = _now_us()
+        explicit = fields.get("DateLastSaved")
+        if isinstance(explicit, str):  # an explicit DateLastSaved also decides filtering
+            parsed = _parse_iso_us(explicit)
+            saved_us = saved_us if parsed is None else parsed
+        with self._lock:
+            old = st.edits.get(index)
+            merged = {**(old.fields if old else {}), **copy.deepcopy(fields)}
+            st.edits[index] = _Edit(merged, saved_us)
+            st.version += 1
+
+    def remove(self, library: str, index: int) -> None:
+        """Stop serving the item."""
+        st = self._state(library)
+        self._check_index(st, index)
+        with self._lock:
+            st.removed.add(index)
+            st.version += 1
+
+    def add(self, library: str, count: int) -> None:
+        """Append `count` new items, saved now."""
+        st = self._state(library)
+        if count <= 0:
+            return
+        with self._lock:
+            st.add_starts.append(st.lib.size)
+            st.add_times.append(_now_us())
+            st.lib.size += count
+            st.version += 1
+
+    def _state(self, library: str) -> _LibState:
+        try:
+            return self._libs[library]
+        except KeyError:
+            raise KeyError(f"no library named {library!r}") from None
+
+    @staticmethod
+    def _check_index(st: _LibState, index: int) -> None:
+        if not 0 <= index < st.lib.size:
+            raise IndexError(f"{st.lib.name!r} has no item {index} (size {st.lib.size})")
+
+    # -- item generation ---------------------------------------------------------------------
+
+    def _item_json(self, st: _LibState, index: int) -> bytes:
+        """The item's JSON as served; untouched items come from a cache of encoded bytes."""
+        every = self._faults.malformed_every
+        malformed = every > 0 and index % every == every - 1
+        if malformed or index >= st.base_size or index in st.edits:
+            return _encode(self._compose(st, index))
+        return self._base_json(st.lib.name, index)
+
+    def _encode_base(self, library: str, index: int) -> bytes:
+        return _encode(self._generate(self._libs[library], index))
+
+    def _compose(self, st: _LibState, index: int) -> dict[str, Any]:
+        """A freshly generated item with additions, malformation and edits laid over it."""
+        item = self._generate(st, index)
+        added_us, edit = st.added_us(index), st.edits.get(index)
+        every = self._faults.malformed_every
+        if added_us is not None:
+            item["DateLastSaved"] = _format_us(added_us)
+        if every > 0 and index % every == every - 1:
+            _malform(item, (index // every) % 5)
+        if edit is not None:
+            item["DateLastSaved"] = _format_us(edit.saved_us)
+            for key, value in edit.fields.items():
+                if value is None:
+                    item.pop(key, None)
+                else:
+                    item[key] = copy.deepcopy(value)
+        return item
+
+    def _rng(self, library: str, index: int) -> random.Random:
+        # An integer seed (seed, library, index) is cheaper than the equivalent string one.
+        return random.Random((self.seed << 72) + (_library_mask(library) << 40) + index)
+
+    def _series_title(self, library: str, series: int) -> str:
+        return _title(self._rng(library, series).random)  # the title is a Series' first draw
+
+    def _generate(self, st: _LibState, index: int) -> dict[str, Any]:
+        r = self._rng(st.lib.name, index).random
+        type_ = _nominal_type(st.lib.kind, index)
+        name = _title(r)
+        created = _format_us(_created_us(index))
+        item: dict[str, Any] = {
+            "Name": name,
+            "ServerId": self.server_id,
+            "Id": self.item_id(st.lib.name, index),
+            "DateCreated": created,
+            "DateLastSaved": created,
+            "SortName": _sort_name(name),
+            "Type": type_,
+        }
+        self._add_text(item, r)
+        _add_ratings(item, r)
+        _add_media(item, r, type_)
+        if type_ == "Episode":
+            self._add_episode(item, st, index)
+        return item
+
+    def _add_text(self, item: dict[str, Any], r: Draw) -> None:
+        shape = self.shape
+        omit_overview = self._random_shape and r() < 0.05
+        if shape.overview_chars > 0 and not omit_overview:
+            item["Overview"] = _overview(r, shape.overview_chars)
+        item["Genres"] = _pick(r, GENRES, _count(r, shape.genres, 3))
+        item["Tags"] = _pick(r, TAGS, _count(r, shape.tags, 8))
+        item["Taglines"] = _pick(r, TAGLINES, _count(r, shape.taglines, 1))
+
+    def _add_episode(self, item: dict[str, Any], st: _LibState, index: int) -> None:
+        series = index - index % (EPISODES_PER_SERIES + 1)
+        number = index - series - 1
+        season = number // EPISODES_PER_SEASON + 1
+        item["SeriesId"] = self.item_id(st.lib.name, series)
+        item["SeriesName"] = self._series_name(st.lib.name, series)
+        item["SeasonId"] = self._season_id(st, series, season)
+        item["SeasonName"] = f"Season {season}"
+        item["IndexNumber"] = number % EPISODES_PER_SEASON + 1
+        item["ParentIndexNumber"] = season
+
+    def _season_id(self, st: _LibState, series: int, season: int) -> str:
+        if self.kind == "emby":  # seasons live in the upper half of the library's id span
+            offset = EMBY_ID_SPAN // 2 + series * 2 + season - 1
+            return str((st.ordinal + 1) * EMBY_ID_SPAN + offset)
+        return hashlib.md5(f"{st.lib.name}:{series}:season:{season}".encode()).hexdigest()
+
+    def _find_item(self, item_id: str) -> tuple[_LibState, int] | None:
+        for st in self._libs.values():
+            index = _index_of(self.kind, st, item_id)
+            if index is None or index >= st.lib.size or index in st.removed:
+                continue
+            if self.item_id(st.lib.name, index) == item_id:  # the index was only a guess
+                return st, index
+        return None
+
+    # -- the filtered sequence ---------------------------------------------------------------
+
+    def _matching(self, st: _LibState, flt: _Filter, start: int) -> Iterator[int]:
+        """Raw indexes >= start that pass the filter, in served order."""
+        removed, types, min_us, kind = st.removed, flt.types, flt.min_saved_us, st.lib.kind
+        for index in range(start, st.lib.size):
+            if index in removed:
+                continue
+            if types is not None and _nominal_type(kind, index) not in types:
+                continue
+            if min_us is not None and _saved_us(st, index) < min_us:
+                continue
+            yield index
+
+    def _sequence(self, st: _LibState, flt: _Filter) -> _Sequence:
+        key = (st.lib.name, flt, st.version)
+        with self._lock:
+            cached = self._sequences.get(key)
+            if cached is not None:
+                return cached
+            checkpoints, count = [], 0
+            for count, index in enumerate(self._matching(st, flt, 0), start=1):
+                if count % CHECKPOINT_EVERY == 1:
+                    checkpoints.append(index)
+            if len(self._sequences) >= INDEX_CACHE_SIZE:
+                del self._sequences[next(iter(self._sequences))]  # oldest first
+            sequence = self._sequences[key] = _Sequence(count, checkpoints)
+            return sequence
+
+    def _page(self, st: _LibState, flt: _Filter, start: int, limit: int | None) -> list[int]:
+        """Raw indexes of filtered positions start .. start+limit-1."""
+        sequence = self._sequence(st, flt)
+        if start >= sequence.count or limit == 0:
+            return []
+        block = start // CHECKPOINT_EVERY
+        matches = self._matching(st, flt, sequence.checkpoints[block])
+        skip = start - block * CHECKPOINT_EVERY
+        return list(islice(matches, skip, None if limit is None else skip + limit))
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def _handle(self, request: RecordedRequest) -> _Response:
+        with self._lock:
+            self.requests.append(request)
+        if request.method != "GET":
+            return _error(404, "Not Found")
+        path = request.path.rstrip("/").lower()
+        if path == "/system/info/public":
+            return _json_response(self._public_info())
+        if not self._authorized(request.headers):
+            return _Response(401)  # Jellyfin answers 401 with an empty body
+        query = {k.lower(): v for k, v in request.query.items()}
+        routes = {
+            "/library/virtualfolders": self._virtual_folders,
+            "/userviews": self._user_views,
+            "/users/me": self._me,
+        }
+        if path in routes:
+            return _json_response(routes[path]())
+        if path == "/items":
+            return self._items_response(query)
+        if path.startswith("/items/") and path.count("/") == 2:
+            return self._single_item(request.path.rstrip("/").rsplit("/", 1)[1])
+        return _error(404, "Not Found")
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        # Query-string tokens (api_key, ApiKey) are ignored on purpose: Jellyfin 12 refuses them.
+        if self.kind == "emby":
+            return headers.get("x-emby-token") == self.token
+        scheme, _, params = headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "mediabrowser":
+            return False
+        values = {k.lower(): v for k, v in _AUTH_PARAM.findall(params)}
+        return values.get("token") == self.token
+
+    def _public_info(self) -> dict[str, Any]:
+        product = "Emby Server" if self.kind == "emby" else "Jellyfin Server"
+        return {"ServerName": "fake", "Version": "10.10.3", "ProductName": product,
+                "Id": self.server_id}  # fmt: skip
+
+    def _virtual_folders(self) -> list[dict[str, Any]]:
+        return [
+            {"Name": st.lib.name, "ItemId": st.lib.id, "CollectionType": st.lib.kind,
+             "Locations": [], "LibraryOptions": {}}
+            for st in self._libs.values()
+        ]  # fmt: skip
+
+    def _user_views(self) -> dict[str, Any]:
+        views = [
+            {"Name": st.lib.name, "Id": st.lib.id, "CollectionType": st.lib.kind,
+             "Type": "CollectionFolder"}
+            for st in self._libs.values()
+        ]  # fmt: skip
+        return {"Items": views, "TotalRecordCount": len(views), "StartIndex": 0}
+
+    def _me(self) -> dict[str, Any]:
+        # Not in the brief's endpoint list, but the client asks it for a user token's views.
+        user_id = hashlib.md5(f"fake-user:{self.seed}".encode()).hexdigest()
+        return {"Name": "fake", "ServerId": self.server_id, "Id": user_id}
+
+    def _single_item(self, item_id: str) -> _Response:
+        found = self._find_item(item_id)
+        if found is None:
+            return _error(404, "Item not found")
+        return _Response(200, self._item_json(*found))
+
+    def _items_response(self, query: dict[str, str]) -> _Response:
+        faults = self._faults
+        with self._lock:
+            self._items_requests += 1
+            number = self._items_requests
+            unlucky = faults.error_rate > 0 and self._fault_rng.random() < faults.error_rate
+        if faults.latency_s > 0:
+            time.sleep(faults.latency_s)
+        failure = _injected_failure(faults, number, query, unlucky)
+        if failure is not None:
+            return failure
+        try:
+            body = self._items_body(query)
+        except _BadRequest as exc:
+            return _error(400, str(exc))
+        if len(body) < faults.oversize_bytes:
+            body = _pad(body, faults.oversize_bytes)
+        return _Response(200, body, drop=_every(faults.drop_every, number))
+
+    def _items_body(self, query: dict[str, str]) -> bytes:
+        st = self._parent(query.get("parentid"))
+        flt = _Filter(_wanted_types(st, query.get("includeitemtypes")), _min_saved(query))
+        start = _int_param(query, "startindex", 0)
+        limit = _int_param(query, "limit", None)
+        if start > 0 and self._faults.boundary_repeats:
+            # Real Jellyfin sorts ties unstably, so pages overlap: here the page at StartIndex s
+            # is the item at s-1 followed by s .. s+Limit-2. It is still Limit items long, every
+            # item is still served (the last one by the page at StartIndex == total, which a
+            # client that pages until a short page asks for), and boundary items come twice.
+            indexes = self._page(st, flt, start - 1, limit)
+        else:
+            indexes = self._page(st, flt, start, limit)
+        count = query.get("enabletotalrecordcount", "true").lower() != "false"
+        total = self._sequence(st, flt).count if count else 0
+        # Items are encoded one by one (and cached that way), then joined into the envelope.
+        items = b",".join([self._item_json(st, index) for index in indexes])
+        return b'{"Items":[%b],"TotalRecordCount":%d,"StartIndex":%d}' % (items, total, start)
+
+    def _parent(self, parent_id: str | None) -> _LibState:
+        for st in self._libs.values():
+            if parent_id is not None and st.lib.id == parent_id.lower():
+                return st
+        raise _BadRequest(f"unknown ParentId {parent_id!r}")
+
+
+# -- HTTP server plumbing ----------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # benchmarks open many connections at once
+
+    def __init__(self, address: tuple[str, int], fake: FakeMediaServer) -> None:
+        self.fake = fake
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as clients expect of a real server
+    server_version = "Kestrel"
+    sys_version = ""
+    timeout = 60  # an idle keep-alive connection is dropped after this long
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle plus delayed ACKs
+        # would stall every keep-alive response by ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.fake._track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.fake._track(self.connection, open_=False)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # tests and benchmarks want a quiet server
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)  # drain, so the next request on this connection parses
+        split = urlsplit(self.path)
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        request = RecordedRequest(self.command, split.path, query, headers)
+        self._write(self.server.fake._handle(request))
+
+    def _write(self, response: _Response) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", JSON_TYPE)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if response.drop:
+            # Promise the full length, deliver half, hang up: a dropped connection mid-body.
+            self.wfile.write(response.body[: len(response.body) // 2])
+            self.close_connection = True
+        else:
+            self.wfile.write(response.body)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _json_response(value: Any) -> _Response:
+    return _Response(200, _encode(value))
+
+
+def _error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> _Response:
+    return _Response(status, _encode({"Message": message}), headers)
+
+
+def _every(n: int, number: int) -> bool:
+    return n > 0 and number % n == 0
+
+
+def _injected_failure(
+    faults: Faults, number: int, query: dict[str, str], unlucky: bool
+) -> _Response | None:
+    """The fault answer for /Items request `number`, or None to answer normally."""
+    start = query.get("startindex", "0")
+    if start.isdigit() and int(start) in faults.fail_start_indexes:
+        return _error(500, "injected failure at this StartIndex")
+    retry_after = (("Retry-After", _retry_after_text(faults.retry_after_s)),)
+    if _every(faults.rate_limit_every, number):
+        return _error(429, "Too Many Requests", retry_after)
+    if _every(faults.unavailable_every, number):
+        return _error(503, "Service Unavailable", retry_after)
+    if unlucky:
+        return _error(500, "injected failure")
+    return None
+
+
+def _retry_after_text(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
+def _pad(body: bytes, size: int) -> bytes:
+    # The envelope is an object ending in "}": slip a Padding string in before it.
+    filler = max(size - len(body) - len(b',"Padding":""'), 0)
+    return body[:-1] + b',"Padding":"' + b"x" * filler + b'"}'
+
+
+def _int_param(query: dict[str, str], name: str, default: int | None) -> int | None:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise _BadRequest(f"{name} must be an integer, not {text!r}") from None
+    if value < 0:
+        raise _BadRequest(f"{name} must not be negative")
+    return value
+
+
+def _wanted_types(st: _LibState, text: str | None) -> frozenset[str] | None:
+    held = LIBRARY_TYPES[st.lib.kind]
+    if not text:
+        return None
+    canonical = {t.lower(): t for t in ("Movie", "Series", "Episode")}
+    asked = {canonical.get(part.strip().lower(), part.strip()) for part in text.split(",")}
+    wanted = held & asked
+    return None if wanted == held else frozenset(wanted)
+
+
+def _min_saved(query: dict[str, str]) -> int | None:
+    text = query.get("mindatelastsaved")
+    if not text:
+        return None
+    value = _parse_iso_us(text)
+    if value is None:
+        raise _BadRequest(f"MinDateLastSaved {text!r} is not a date")
+    return value
+
+
+def _parse_iso_us(text: str) -> int | None:
+    """µs since the epoch of an ISO 8601 date; naive means UTC, digits past 6 are dropped."""
+    match = _ISO.fullmatch(text.strip())
+    if match is None:
+        return None
+    head, fraction, zone = match.groups()
+    if len(head) == 10:
+        head += "T00:00:00"  # a bare date means its midnight
+    normalized = head + (f".{fraction[:6]:0<6}" if fraction else "")
+    normalized += "+00:00" if zone in (None, "Z") else zone
+    try:
+        value = datetime.fromisoformat(normalized)
+    except ValueError:
+        return None
+    return (value.astimezone(UTC).replace(tzinfo=None) - _EPOCH) // timedelta(microseconds=1)
+
+
+def _format_us(us: int) -> str:
+    """Jellyfin's date format: 7 fractional digits, or fewer with trailing zeros dropped."""
+    seconds, micros = divmod(us, 1_000_000)
+    days, seconds = divmod(seconds, 86_400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    fraction = "0000000" if micros == 0 else f"{micros:06d}".rstrip("0")
+    return f"{_day(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _day(days: int) -> str:
+    return (_EPOCH + timedelta(days=days)).date().isoformat()
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _created_us(index: int) -> int:
+    # One second per index plus a sub-second part, so DateCreated rises with the index; every
+    # third item lands on a whole second, which Jellyfin prints with 7 zeros.
+    micros = 0 if index % 3 == 0 else (index * 2654435761 >> 7) % 1_000_000
+    return _BASE_US + index * 1_000_000 + micros
+
+
+def _saved_us(st: _LibState, index: int) -> int:
+    edit = st.edits.get(index)
+    if edit is not None:
+        return edit.saved_us
+    added = st.added_us(index)
+    return _created_us(index) if added is None else added
+
+
+def _nominal_type(kind: str, index: int) -> str:
+    if kind == "movies":
+        return "Movie"
+    return "Series" if index % (EPISODES_PER_SERIES + 1) == 0 else "Episode"
+
+
+def _hex_id(library: str, index: int) -> str:
+    digest = hashlib.md5(f"{library}:{index}".encode()).hexdigest()
+    tail = ((index * _ID_MULTIPLIER) ^ _library_mask(library)) & 0xFFFFFFFF
+    return f"{digest[:24]}{tail:08x}"
+
+
+@functools.lru_cache(maxsize=256)
+def _library_mask(library: str) -> int:
+    return int(hashlib.md5(library.encode()).hexdigest()[:8], 16)
+
+
+def _index_of(kind: str, st: _LibState, item_id: str) -> int | None:
+    """The index `item_id` would have in this library, to be confirmed by the caller."""
+    if kind == "emby":
+        if not item_id.isdigit():
+            return None
+        ordinal, index = divmod(int(item_id), EMBY_ID_SPAN)
+        return index if ordinal == st.ordinal + 1 else None
+    if len(item_id) != 32:
+        return None
+    try:
+        tail = int(item_id[24:], 16)
+    except ValueError:
+        return None
+    return ((tail ^ _library_mask(st.lib.name)) * _ID_INVERSE) & 0xFFFFFFFF
+
+
+# Generation speed matters (benchmarks serve ~30,000 items/s), so the helpers below take the
+# bound rng.random and do arithmetic on it instead of calling randint/choice/sample, which cost
+# several times more per draw.
+
+
+def _between(r: Draw, low: int, high: int) -> int:
+    return low + int(r() * (high - low + 1))
+
+
+def _one(r: Draw, pool: list[str]) -> str:
+    return pool[int(r() * len(pool))]
+
+
+def _title(r: Draw) -> str:
+    adjective, noun, other = _one(r, ADJECTIVES), _one(r, NOUNS), _one(r, NOUNS)
+    style = int(r() * 10)
+    if style < 3:
+        return f"The {adjective} {noun}"
+    if style < 5:
+        return f"{noun} of the {other}"
+    if style < 7:
+        return f"{adjective} {noun}: {other}"
+    if style < 9:
+        return f"{adjective} {noun} {_between(r, 2, 4)}"
+    return f"{noun} {_one(r, EMOJI)}"
+
+
+def _sort_name(name: str) -> str:
+    lowered = name.lower()
+    return lowered[4:] if lowered.startswith("the ") else lowered
+
+
+def _overview(r: Draw, chars: int) -> str:
+    # A slice of a fixed pseudo-text, starting at a word: one draw instead of one per word.
+    corpus = _CORPUS if chars * 2 < len(_CORPUS) else _CORPUS * (chars // len(_CORPUS) + 2)
+    start = corpus.find(" ", int(r() * (len(corpus) - chars - 32))) + 1
+    return corpus[start : start + chars - 1].rstrip().capitalize() + "."
+
+
+def _count(r: Draw, fixed: int | None, most: int) -> int:
+    return fixed if fixed is not None else _between(r, 0, most)
+
+
+def _pick(r: Draw, pool: list[str], count: int) -> list[str]:
+    """`count` distinct names (a partial Fisher-Yates shuffle); more than the pool holds are
+    made up by numbering, since a fixed shape may ask for them."""
+    picked, size = list(pool), len(pool)
+    for j in range(min(count, size)):
+        k = j + int(r() * (size - j))
+        picked[j], picked[k] = picked[k], picked[j]
+    extra = [f"{pool[i % size]} {i // size}" for i in range(size, count)]
+    return picked[:count] + extra
+
+
+def _add_ratings(item: dict[str, Any], r: Draw) -> None:
+    # Jellyfin sends CommunityRating only when > 0, and as a whole number when it is one.
+    if r() < 0.8:
+        rating = _between(r, 10, 100) / 10
+        item["CommunityRating"] = int(rating) if r() < 0.15 else rating
+    if r() < 0.5:
+        item["CriticRating"] = _between(r, 0, 100)
+    if r() < 0.7:
+        item["OfficialRating"] = _one(r, OFFICIAL_RATINGS)
+
+
+def _add_media(item: dict[str, Any], r: Draw, type_: str) -> None:
+    year, month, day = _between(r, 1925, 2024), _between(r, 1, 12), _between(r, 1, 28)
+    if r() < 0.03:
+        item["PremiereDate"] = UNKNOWN_DATE
+    else:
+        item["PremiereDate"] = f"{year}-{month:02d}-{day:02d}T00:00:00.0000000Z"
+        item["ProductionYear"] = year
+    if r() < 0.4:
+        item["HasSubtitles"] = True  # Jellyfin omits it rather than sending false
+    minutes = _between(r, 80, 180) if type_ == "Movie" else _between(r, 20, 60)
+    if type_ != "Series" or r() < 0.5:
+        item["RunTimeTicks"] = minutes * 60 * TICKS_PER_SECOND
+    item["IsFolder"] = type_ == "Series"
+    item["ProviderIds"] = _provider_ids(r, type_)
+    tag = f"{int(r() * 2**48):012x}{int(r() * 2**48):012x}{int(r() * 2**32):08x}"
+    item["ImageTags"] = {"Primary": tag}
+    item["LocationType"] = "FileSystem"
+    if type_ != "Series":
+        item["MediaType"] = "Video"
+
+
+def _provider_ids(r: Draw, type_: str) -> dict[str, str]:
+    imdb, tmdb, tvdb = _between(r, 1, 9_999_999), _between(r, 1, 999_999), _between(r, 1, 999_999)
+    ids = {"Imdb": f"tt{imdb:07d}", "Tmdb": str(tmdb)}
+    if type_ != "Movie":
+        ids["Tvdb"] = str(tvdb)
+    if r() < 0.1:
+        del ids["Imdb"]
+    return ids
+
+
+def _malform(item: dict[str, Any], reason: int) -> None:
+    if reason == 0:
+        item.pop("Id", None)
+    elif reason == 1:
+        item.pop("Name", None)
+    elif reason == 2:
+        item["Type"] = "Banana"
+    elif reason == 3:
+        item["CommunityRating"] = 42.5
+    else:
+        item["PremiereDate"] = "not-a-date"
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m catalog.fakes.media_server", description=__doc__.splitlines()[0]
+    )
+    add = parser.add_argument
+    add("--items", type=int, help="serve movie libraries of this many items")
+    add("--libraries", type=int, default=1, help="how many movie libraries (with --items)")
+    add("--kind", choices=["jellyfin", "emby"], default="jellyfin")
+    add("--token", default="test-token")
+    add("--seed", type=int, default=0)
+    add("--host", default="127.0.0.1")
+    add("--port", type=int, default=0)
+    for name in ("--tags", "--genres", "--taglines"):
+        add(name, type=int, help="fixed count per item (default: random)")
+    add("--overview-chars", type=int, default=300)
+    add("--latency", type=float, default=0.0, help="seconds to wait before each /Items answer")
+    add("--error-rate", type=float, default=0.0)
+    for name in ("--rate-limit-every", "--unavailable-every", "--drop-every", "--malformed-every"):
+        add(name, type=int, default=0)
+    add("--boundary-repeats", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _server_from_args(args: argparse.Namespace) -> FakeMediaServer:
+    libraries = None
+    if args.items is not None:
+        names = ["Movies"] + [f"Movies {n}" for n in range(2, args.libraries + 1)]
+        libraries = [FakeLibrary(name, "movies", args.items) for name in names]
+    shape = None
+    if (args.tags, args.genres, args.taglines) != (None, None, None) or args.overview_chars != 300:
+        shape = ItemShape(args.tags, args.genres, args.taglines, args.overview_chars)
+    faults = Faults(
+        latency_s=args.latency, error_rate=args.error_rate,
+        rate_limit_every=args.rate_limit_every, unavailable_every=args.unavailable_every,
+        drop_every=args.drop_every, malformed_every=args.malformed_every,
+        boundary_repeats=args.boundary_repeats,
+    )  # fmt: skip
+    return FakeMediaServer(
+        libraries, kind=args.kind, token=args.token, seed=args.seed, faults=faults,
+        shape=shape, host=args.host, port=args.port,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, after printing `URL http://HOST:PORT`."""
+    server = _server_from_args(_parse_args(argv)).start()
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    print(f"URL {server.url}", flush=True)
+    # Wait in short slices so the signal handler gets to run promptly in the main thread.
+    while not stopping.wait(0.2):
+        pass
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

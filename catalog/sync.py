@@ -1,0 +1,320 @@
+"""The sync pipeline: a source's pages → chunks → set-based upserts → missing items marked.
+
+Pages are pulled lazily with one prefetched while the previous chunk is written on the
+database thread, so memory stays flat whatever the library size. One transaction per chunk:
+a run stopped at any moment keeps its committed chunks and the next run converges.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, delete, func, select, update
+
+from catalog.aio import DbThread, prefetch
+from catalog.config import ServerConfig
+from catalog.db.locks import job_lock
+from catalog.db.models import LINK_TABLES, Library, Media, Server
+from catalog.db.writers import ChunkCounts, writer_for
+from catalog.errors import CatalogError, ConfigError, MassDeleteRefused
+from catalog.http import HttpStats
+from catalog.runs import FAILED, INTERRUPTED, OK, PARTIAL, finish_run, start_run, utcnow
+from catalog.sources import InvalidItem, MediaItem, Source
+from catalog.sources import Library as SourceLibrary
+from catalog.sources.jellyfin import NON_VIDEO_KINDS
+
+log = logging.getLogger(__name__)
+
+MEDIA, LIBRARY, SERVER = Media.__table__, Library.__table__, Server.__table__
+# MinDateLastSaved is compared with the server's clock; look back a little further so clock
+# skew can't hide an edit. Re-reading an unchanged item costs no write.
+SINCE_LAST_MARGIN = timedelta(minutes=10)
+
+
+@dataclass
+class SyncOptions:
+    """What a sync should do, beyond which server."""
+
+    libraries: tuple[str, ...] = ()
+    since_last: bool = False
+    prune: bool = False
+    allow_mass_delete: bool = False
+    chunk_size: int = 1000
+    mass_delete_share: float = 0.5
+
+
+@dataclass
+class LibraryResult:
+    """What a sync did to one library."""
+
+    name: str
+    full: bool = True
+    total: int | None = None
+    seen: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    missing: int = 0
+    pruned: int = 0
+    error: str | None = None
+
+    def add(self, counts: ChunkCounts) -> None:
+        self.inserted += counts.inserted
+        self.updated += counts.updated
+        self.unchanged += counts.unchanged
+
+
+@dataclass
+class SyncReport:
+    """The outcome of one `catalog sync`, filled in as it goes (so an interrupted run has one)."""
+
+    server: str
+    status: str = "running"
+    libraries: list[LibraryResult] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    duration_s: float = 0.0
+    run_id: int | None = None
+    error: str | None = None
+    http: HttpStats = field(default_factory=HttpStats)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("started")
+        return data
+
+
+class Reporter(Protocol):
+    """Where progress goes: a progress bar, log lines, or nowhere."""
+
+    def library_started(self, name: str, total: int | None) -> None: ...
+
+    def advanced(self, name: str, count: int) -> None: ...
+
+    def item_skipped(self, library: str, item: InvalidItem) -> None: ...
+
+    def library_finished(self, result: LibraryResult) -> None: ...
+
+
+async def run_sync(
+    engine: Engine,
+    source: Source,
+    server: ServerConfig,
+    options: SyncOptions,
+    reporter: Reporter,
+    report: SyncReport,
+    keep_runs: int = 500,
+) -> SyncReport:
+    """Sync `server` into the catalog under the job lock, recording the run."""
+    with job_lock(engine, "sync", server.name), DbThread() as db:
+        report.run_id = await db.run(start_run, engine, "sync", server.name)
+        try:
+            await _sync_server(engine, db, source, server, options, reporter, report)
+            report.status = _status(report)
+        except CatalogError as exc:
+            report.status, report.error = FAILED, str(exc)
+            raise
+        except BaseException:  # cancelled by SIGINT/SIGTERM: say so, keep what was written
+            report.status, report.error = INTERRUPTED, "interrupted"
+            raise
+        finally:
+            report.duration_s = round(time.monotonic() - report.started, 3)
+            counts = {
+                "libraries": [asdict(lib) for lib in report.libraries],
+                "http": asdict(report.http),
+            }
+            await db.run(
+                finish_run, engine, report.run_id, report.status, counts, report.error, keep_runs
+            )
+    return report
+
+
+def _status(report: SyncReport) -> str:
+    errors = [lib.error for lib in report.libraries if lib.error]
+    if errors:
+        report.error = errors[0]
+        return FAILED
+    return PARTIAL if any(lib.skipped for lib in report.libraries) else OK
+
+
+async def _sync_server(
+    engine: Engine,
+    db: DbThread,
+    source: Source,
+    server: ServerConfig,
+    options: SyncOptions,
+    reporter: Reporter,
+    report: SyncReport,
+) -> None:
+    libraries = select_libraries(await source.libraries(), options.libraries or server.libraries)
+    server_id = await db.run(_in_tx, engine, register_server, server)
+    for library in libraries:
+        library_id, last_sync = await db.run(_in_tx, engine, register_library, server_id, library)
+        since = last_sync - SINCE_LAST_MARGIN if options.since_last and last_sync else None
+        result = LibraryResult(library.name, full=since is None)
+        report.libraries.append(result)
+        pipeline = _LibrarySync(engine, db, source, options, reporter, result)
+        await pipeline.run(library, library_id, since)
+
+
+def select_libraries(
+    available: list[SourceLibrary], wanted: tuple[str, ...]
+) -> list[SourceLibrary]:
+    """The libraries to sync: the ones named (case-insensitive), else every video library."""
+    if not wanted:
+        return [lib for lib in available if lib.kind not in NON_VIDEO_KINDS]
+    by_name = {lib.name.casefold(): lib for lib in available}
+    unknown = [name for name in wanted if name.casefold() not in by_name]
+    if unknown:
+        names = ", ".join(repr(lib.name) for lib in available) or "none"
+        raise ConfigError(f"no library named {unknown[0]!r} on the server (it has: {names})")
+    return [by_name[name.casefold()] for name in dict.fromkeys(wanted)]
+
+
+class _LibrarySync:
+    """One library's pass: stream pages, write chunks, then reconcile what went missing."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        db: DbThread,
+        source: Source,
+        options: SyncOptions,
+        reporter: Reporter,
+        result: LibraryResult,
+    ) -> None:
+        self.engine, self.db, self.source = engine, db, source
+        self.options, self.reporter, self.result = options, reporter, result
+        self.writer = writer_for(engine.dialect.name)
+
+    async def run(self, library: SourceLibrary, library_id: int, since: datetime | None) -> None:
+        seen_at = utcnow()
+        items: list[MediaItem] = []
+        invalid_ids: list[str] = []
+        async for page in prefetch(self.source.pages(library, since)):
+            if page.total is not None:
+                self.result.total = page.total
+                self.reporter.library_started(library.name, page.total)
+            self._take(page.items, items, invalid_ids)
+            if len(items) >= self.options.chunk_size:
+                await self._write(library_id, items, invalid_ids, seen_at)
+                items, invalid_ids = [], []
+        await self._write(library_id, items, invalid_ids, seen_at)
+        if since is None:
+            await self._reconcile(library_id, library.name, seen_at)
+        await self.db.run(_in_tx, self.engine, mark_synced, library_id, seen_at, since is None)
+        self.reporter.library_finished(self.result)
+
+    def _take(self, page: list[MediaItem | InvalidItem], items: list, invalid_ids: list) -> None:
+        for item in page:
+            if isinstance(item, InvalidItem):
+                self.result.skipped += 1
+                self.reporter.item_skipped(self.result.name, item)
+                if item.external_id:
+                    invalid_ids.append(item.external_id)
+            else:
+                items.append(item)
+        self.result.seen += len(page)
+        self.reporter.advanced(self.result.name, len(page))
+
+    async def _write(
+        self, library_id: int, items: list[MediaItem], invalid_ids: list[str], seen_at: datetime
+    ) -> None:
+        size = self.options.chunk_size
+        for start in range(0, max(len(items), 1), size):
+            chunk, also_seen = items[start : start + size], invalid_ids if start == 0 else []
+            if chunk or also_seen:
+                counts = await self.db.run(
+                    _in_tx, self.engine, self.writer.upsert_chunk,
+                    library_id, chunk, seen_at, also_seen,
+                )  # fmt: skip
+                self.result.add(counts)
+
+    async def _reconcile(self, library_id: int, name: str, seen_at: datetime) -> None:
+        try:
+            missing, pruned = await self.db.run(
+                _in_tx, self.engine, mark_missing, library_id, name, seen_at, self.options
+            )
+        except MassDeleteRefused as exc:
+            self.result.error = str(exc)
+            return
+        self.result.missing, self.result.pruned = missing, pruned
+
+
+# -- database steps (each runs inside one transaction on the database thread) ---------------
+
+
+def _in_tx(engine: Engine, fn: Any, *args: Any) -> Any:
+    with engine.begin() as conn:
+        return fn(conn, *args)
+
+
+def register_server(conn: Connection, server: ServerConfig) -> int:
+    """The catalog id of `server`, recorded (or its kind and URL refreshed) by name."""
+    found = conn.execute(select(SERVER.c.id).where(SERVER.c.name == server.name)).scalar()
+    values = {"name": server.name, "kind": server.kind, "url": server.url}
+    if found is None:
+        return conn.execute(SERVER.insert().returning(SERVER.c.id), values).scalar_one()
+    conn.execute(update(SERVER).where(SERVER.c.id == found).values(values))
+    return found
+
+
+def register_library(
+    conn: Connection, server_id: int, library: SourceLibrary
+) -> tuple[int, datetime | None]:
+    """(library id, start of its last completed sync), recording the library if new."""
+    where = (LIBRARY.c.server_id == server_id, LIBRARY.c.external_id == library.external_id)
+    row = conn.execute(select(LIBRARY.c.id, LIBRARY.c.last_sync_at).where(*where)).first()
+    values = {"name": library.name, "kind": library.kind}
+    if row is None:
+        values.update(server_id=server_id, external_id=library.external_id)
+        return conn.execute(LIBRARY.insert().returning(LIBRARY.c.id), values).scalar_one(), None
+    conn.execute(update(LIBRARY).where(LIBRARY.c.id == row.id).values(values))
+    return row.id, row.last_sync_at
+
+
+def mark_synced(conn: Connection, library_id: int, started_at: datetime, full: bool) -> None:
+    values = {"last_sync_at": started_at}
+    if full:
+        values["last_full_sync_at"] = started_at
+    conn.execute(update(LIBRARY).where(LIBRARY.c.id == library_id).values(values))
+
+
+def mark_missing(
+    conn: Connection, library_id: int, name: str, seen_at: datetime, options: SyncOptions
+) -> tuple[int, int]:
+    """After a full pass: items not seen get `missing_since` (or are deleted with prune).
+    Refuses when that would hit more than the allowed share of the library."""
+    unseen = (MEDIA.c.library_id == library_id, MEDIA.c.last_seen_at != seen_at)
+    present = conn.execute(
+        select(func.count()).where(
+            MEDIA.c.library_id == library_id, MEDIA.c.missing_since.is_(None)
+        )
+    ).scalar_one()
+    newly = conn.execute(
+        select(func.count()).where(*unseen, MEDIA.c.missing_since.is_(None))
+    ).scalar_one()
+    if present and newly > options.mass_delete_share * present and not options.allow_mass_delete:
+        raise MassDeleteRefused(
+            f"library {name!r}: refusing to mark {newly} of {present} items missing "
+            f"(more than {options.mass_delete_share:.0%}); if the server really lost them, "
+            "run again with --allow-mass-delete"
+        )
+    if options.prune:
+        return newly, delete_media(conn, select(MEDIA.c.id).where(*unseen))
+    conn.execute(
+        update(MEDIA).where(*unseen, MEDIA.c.missing_since.is_(None)).values(missing_since=seen_at)
+    )
+    return newly, 0
+
+
+def delete_media(conn: Connection, ids: Any) -> int:
+    """Delete media rows (a select of ids) and, in the same transaction, every link to them:
+    link tables carry no foreign keys, so nothing else would."""
+    for table in LINK_TABLES:
+        conn.execute(delete(table).where(table.c.media_id.in_(ids)))
+    return conn.execute(delete(MEDIA).where(MEDIA.c.id.in_(ids))).rowcount

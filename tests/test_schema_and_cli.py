@@ -1,0 +1,99 @@
+"""The schema (migrations agree with the models) and the command surface."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from catalog.cli import app
+from catalog.db.migrate import current_revision, head_revision
+from catalog.db.models import Base
+
+
+def test_latest_migration_matches_the_models(engine):
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == []
+
+
+def test_database_is_at_the_latest_revision(engine):
+    assert current_revision(engine) == head_revision() is not None
+
+
+def all_commands(group, prefix=()):
+    for name, command in group.commands.items():
+        path = (*prefix, name)
+        if hasattr(command, "commands"):
+            yield from all_commands(command, path)
+        else:
+            yield path, command
+
+
+@pytest.mark.parametrize("path", [p for p, _ in all_commands(get_command(app))], ids=" ".join)
+def test_every_command_has_help(path):
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0
+    command = dict(all_commands(get_command(app)))[path]
+    assert command.help and len(command.help.strip()) > 10
+
+
+def test_help_documents_exit_codes():
+    result = CliRunner().invoke(app, ["--help"])
+    assert "75" in result.stdout and "130/143" in result.stdout
+
+
+def test_db_upgrade_and_current_on_a_new_catalog(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    runner = CliRunner()
+    out = runner.invoke(app, ["db", "current", "--database-url", url])
+    assert "revision none" in out.stdout and "behind" in out.stdout
+    out = runner.invoke(app, ["db", "upgrade", "--database-url", url])
+    assert out.exit_code == 0 and f"revision {head_revision()}" in out.stdout
+    out = runner.invoke(app, ["db", "current", "--database-url", url])
+    assert "up to date" in out.stdout
+
+
+def test_db_check_reports_orphaned_links(cli, engine):
+    from catalog.db.models import MediaTag
+
+    assert cli("db", "check").exit_code == 0
+    with engine.begin() as conn:
+        conn.execute(
+            MediaTag.__table__.insert(), {"media_id": 999, "tag_id": 1, "origin": "server"}
+        )
+    out = cli("db", "check", "--json")
+    assert out.exit_code == 1
+    assert out.json()["orphans"]["media_tag.media_id"] == 1
+
+
+def test_libraries_lists_the_server_and_the_catalog(cli):
+    cli("sync", "--library", "Movies")
+    out = cli("libraries", "--json")
+    assert out.exit_code == 0
+    rows = {lib["name"]: lib for lib in out.json()["libraries"]}
+    assert rows["Movies"]["items"] == 60 and rows["Movies"]["last_sync_at"]
+    assert rows["TV Shows"]["items"] == 0 and rows["TV Shows"]["last_sync_at"] is None
+
+
+def test_demo_syncs_into_its_own_catalog(tmp_path):
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    out = CliRunner().invoke(app, ["demo", "--items", "150", "--database-url", url, "--json"])
+    assert out.exit_code == 0, out.stderr
+    import json
+
+    summary = json.loads(out.stdout)
+    assert summary["status"] == "ok"
+    assert sum(lib["inserted"] for lib in summary["libraries"]) == 150
+
+
+def test_demo_never_touches_the_users_catalog(tmp_path):
+    from catalog.config import default_database_url
+
+    out = CliRunner().invoke(app, ["demo", "--items", "20", "--quiet"])
+    assert out.exit_code == 0, out.stderr
+    user_catalog = default_database_url().removeprefix("sqlite:///")
+    assert not __import__("os").path.exists(user_catalog)

@@ -1,0 +1,290 @@
+"""`catalog sync` end to end: the real command, the fake server on loopback, a real database."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, func, select, text
+
+from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, Run, Tag
+from catalog.fakes.media_server import Faults
+from catalog.sources.jellyfin import parse_item
+
+MEDIA = Media.__table__
+
+
+def media_rows(engine: Engine) -> dict[str, dict]:
+    with engine.connect() as conn:
+        return {r.external_id: dict(r._mapping) for r in conn.execute(select(MEDIA))}
+
+
+def links_of(engine: Engine, external_id: str) -> tuple[set[str], set[str], list[str]]:
+    """(server tags, genres, taglines in order) of one item, read back from the catalog."""
+    with engine.connect() as conn:
+        media_id = conn.execute(
+            select(MEDIA.c.id).where(MEDIA.c.external_id == external_id)
+        ).scalar_one()
+        tags = conn.execute(
+            select(Tag.name)
+            .join(MediaTag, MediaTag.tag_id == Tag.id)
+            .where(MediaTag.media_id == media_id, MediaTag.origin == "server")
+        ).scalars()
+        genres = conn.execute(
+            select(Genre.name)
+            .join(MediaGenre, MediaGenre.genre_id == Genre.id)
+            .where(MediaGenre.media_id == media_id)
+        ).scalars()
+        taglines = conn.execute(
+            select(MediaTagline.text)
+            .where(MediaTagline.media_id == media_id)
+            .order_by(MediaTagline.position)
+        ).scalars()
+        return set(tags), set(genres), list(taglines)
+
+
+def expected_items(fake, library: str) -> dict[str, dict]:
+    return {i["Id"]: i for i in fake.items(library) if "Id" in i}
+
+
+def test_first_sync_writes_every_item_with_its_fields_and_links(cli, fake, engine):
+    out = cli("sync", "--json")
+    assert out.exit_code == 0, out.stderr
+    summary = out.json()
+    assert summary["status"] == "ok"
+    by_name = {lib["name"]: lib for lib in summary["libraries"]}
+    assert by_name["Movies"]["inserted"] == by_name["Movies"]["seen"] == 60
+    assert by_name["TV Shows"]["inserted"] == 44
+    rows = media_rows(engine)
+    served = {**expected_items(fake, "Movies"), **expected_items(fake, "TV Shows")}
+    assert set(rows) == set(served)
+    for external_id, raw in served.items():
+        parsed = parse_item(__import__("json").dumps(raw).encode())
+        row = rows[external_id]
+        assert (row["name"], row["kind"], row["year"]) == (parsed.name, parsed.kind, parsed.year)
+        assert row["premiere"] == parsed.premiere
+        assert row["community_rating"] == parsed.community_rating
+        assert row["subtitles"] == parsed.subtitles
+        assert row["parent_external_id"] == parsed.parent_external_id
+        assert row["missing_since"] is None
+        tags, genres, taglines = links_of(engine, external_id)
+        assert tags == set(parsed.tags)
+        assert genres == set(parsed.genres)
+        assert taglines == list(parsed.taglines)
+
+
+def test_resync_of_unchanged_library_writes_nothing(cli, engine):
+    assert cli("sync").exit_code == 0
+    before = media_rows(engine)
+    summary = cli("sync", "--json").json()
+    assert [lib["unchanged"] for lib in summary["libraries"]] == [60, 44]
+    assert all(lib["inserted"] == lib["updated"] == 0 for lib in summary["libraries"])
+    after = media_rows(engine)
+    for external_id, row in after.items():
+        assert row["updated_at"] == before[external_id]["updated_at"]
+        assert row["last_seen_at"] > before[external_id]["last_seen_at"]
+
+
+def test_changed_item_is_rewritten_and_its_server_links_replaced(cli, fake, engine):
+    cli("sync")
+    target = fake.item_id("Movies", 5)
+    with engine.begin() as conn:  # a tagger tag must survive a sync
+        media_id = conn.execute(select(MEDIA.c.id).where(MEDIA.c.external_id == target)).scalar()
+        tag_id = conn.execute(text("INSERT INTO tag (name) VALUES ('from-tagger') RETURNING id"))
+        conn.execute(
+            MediaTag.__table__.insert(),
+            {"media_id": media_id, "tag_id": tag_id.scalar(), "origin": "tagger"},
+        )
+    fake.edit("Movies", 5, Name="Renamed", Tags=["brand new", "Sci-Fi"], Genres=["Drama"])
+    summary = cli("sync", "--json").json()
+    movies = summary["libraries"][0]
+    assert (movies["updated"], movies["unchanged"]) == (1, 59)
+    assert media_rows(engine)[target]["name"] == "Renamed"
+    tags, genres, _ = links_of(engine, target)
+    assert tags == {"brand new", "Sci-Fi"} and genres == {"Drama"}
+    with engine.connect() as conn:
+        origins = conn.execute(
+            select(MediaTag.origin).where(MediaTag.media_id == media_id)
+        ).scalars()
+        assert sorted(origins) == ["server", "server", "tagger"]
+
+
+def test_items_gone_from_the_server_are_marked_missing_then_back(cli, fake, engine):
+    cli("sync")
+    gone = fake.item_id("Movies", 7)
+    fake.remove("Movies", 7)
+    summary = cli("sync", "--json").json()
+    assert summary["libraries"][0]["missing"] == 1
+    assert media_rows(engine)[gone]["missing_since"] is not None
+    assert links_of(engine, gone)[0], "soft delete keeps the links"
+
+
+def test_prune_deletes_missing_items_and_their_links(cli, fake, engine):
+    cli("sync")
+    gone = fake.item_id("Movies", 3)
+    fake.remove("Movies", 3)
+    summary = cli("sync", "--prune", "--json").json()
+    assert summary["libraries"][0]["pruned"] == 1
+    assert gone not in media_rows(engine)
+    assert cli("db", "check", "--json").json() == {
+        "status": "ok",
+        "orphans": {
+            "media_tag.media_id": 0, "media_genre.media_id": 0, "media_tagline.media_id": 0,
+            "process_run.media_id": 0, "media_tag.tag_id": 0, "media_genre.genre_id": 0,
+        },
+    }  # fmt: skip
+
+
+def test_mass_delete_is_refused_unless_allowed(cli, fake, engine):
+    cli("sync")
+    for index in range(40):
+        fake.remove("Movies", index)
+    out = cli("sync", "--json")
+    assert out.exit_code == 1
+    assert "refusing to mark 40 of 60 items missing" in out.stderr
+    assert out.json()["status"] == "failed"
+    assert sum(r["missing_since"] is not None for r in media_rows(engine).values()) == 0
+    out = cli("sync", "--allow-mass-delete", "--json")
+    assert out.exit_code == 0
+    assert sum(r["missing_since"] is not None for r in media_rows(engine).values()) == 40
+
+
+def test_empty_server_answer_cannot_wipe_the_catalog(cli, fake, engine):
+    cli("sync", "--library", "Movies")
+    for index in range(60):
+        fake.remove("Movies", index)
+    out = cli("sync", "--library", "Movies")
+    assert out.exit_code == 1
+    assert all(r["missing_since"] is None for r in media_rows(engine).values())
+
+
+def test_since_last_asks_only_for_items_saved_since(cli, fake, engine):
+    cli("sync")
+    fake.edit("Movies", 2, Overview="Now with a better overview.")
+    fake.requests.clear()
+    summary = cli("sync", "--since-last", "--json").json()
+    movies, shows = summary["libraries"]
+    assert (movies["seen"], movies["updated"], movies["full"]) == (1, 1, False)
+    assert shows["seen"] == 0
+    item_requests = [r for r in fake.requests if r.path == "/Items"]
+    assert all("MinDateLastSaved" in r.query for r in item_requests)
+    assert (
+        media_rows(engine)[fake.item_id("Movies", 2)]["overview"] == "Now with a better overview."
+    )
+
+
+def test_total_is_counted_once_per_library(cli, fake):
+    cli("sync")
+    counted = [
+        r
+        for r in fake.requests
+        if r.path == "/Items" and r.query["EnableTotalRecordCount"] == "true"
+    ]
+    assert len(counted) == 2
+
+
+def test_malformed_items_are_skipped_counted_and_named(cli, fake, engine):
+    fake.faults = Faults(malformed_every=10)
+    out = cli("sync", "--json")
+    assert out.exit_code == 3, "partial: some items were skipped"
+    summary = out.json()
+    assert summary["status"] == "partial"
+    assert [lib["skipped"] for lib in summary["libraries"]] == [6, 4]
+    bad = fake.malformed_indexes("Movies")
+    assert len(media_rows(engine)) == 104 - 10
+    with_id = [fake.item("Movies", i) for i in bad if "Id" in fake.item("Movies", i)]
+    assert any(raw["Id"] in out.stderr for raw in with_id), "the log names the item"
+
+
+def test_invalid_item_still_on_the_server_is_not_marked_missing(cli, fake, engine):
+    cli("sync")
+    target = fake.item_id("Movies", 9)
+    fake.edit("Movies", 9, CommunityRating=99)
+    out = cli("sync", "--json")
+    assert out.json()["libraries"][0]["skipped"] == 1
+    assert media_rows(engine)[target]["missing_since"] is None
+
+
+def test_item_repeated_across_pages_is_written_once(cli, fake, engine):
+    fake.faults = Faults(boundary_repeats=True)
+    summary = cli(
+        "sync", "--json", env={"CATALOG_PAGE_SIZE": "7", "CATALOG_CHUNK_SIZE": "5"}
+    ).json()
+    movies = summary["libraries"][0]
+    assert movies["seen"] == movies["inserted"] == 60
+    assert len(media_rows(engine)) == 104
+
+
+def test_sync_of_named_library_only(cli, engine):
+    summary = cli("sync", "--library", "tv shows", "--json").json()
+    assert [lib["name"] for lib in summary["libraries"]] == ["TV Shows"]
+    assert len(media_rows(engine)) == 44
+
+
+def test_unknown_library_is_a_config_error_naming_the_choices(cli):
+    out = cli("sync", "--library", "Cartoons")
+    assert out.exit_code == 2
+    assert "no library named 'Cartoons'" in out.stderr and "'Movies'" in out.stderr
+
+
+def test_every_run_is_recorded_with_its_counts(cli, engine):
+    cli("sync")
+    cli("sync", "--library", "Nope")
+    with engine.connect() as conn:
+        runs = conn.execute(select(Run.__table__).order_by(Run.id)).all()
+    assert [r.status for r in runs] == ["ok", "failed"]
+    assert runs[0].counts["libraries"][0]["inserted"] == 60
+    assert "no library named 'Nope'" in runs[1].error
+    assert runs[0].finished_at >= runs[0].started_at
+
+
+def test_run_history_is_bounded(cli, engine, tmp_path):
+    config = tmp_path / "catalog.toml"
+    config.write_text("[runs]\nkeep = 3\n")
+    for _ in range(5):
+        assert cli("sync", "--config", str(config)).exit_code == 0
+    with engine.connect() as conn:
+        ids = conn.execute(select(Run.id).order_by(Run.id)).scalars().all()
+    assert len(ids) == 3 and ids[-1] - ids[0] == 2
+
+
+def test_statements_per_chunk_do_not_grow_with_items(database_url, fake, engine):
+    """Set-based writes: the statements a sync issues grow with pages and chunks only."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    from catalog.config import ServerConfig, SyncConfig
+    from catalog.progress import QuietReporter
+    from catalog.sources.connect import open_source
+    from catalog.sync import SyncOptions, SyncReport, run_sync
+
+    def count_statements(size: int) -> int:
+        fake.add("Movies", size)
+        server = ServerConfig("fake", fake.url, token="s3cret-test-token")
+        statements = []
+        listener = lambda *args: statements.append(1)  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+
+        async def go() -> None:
+            async with open_source(server, SyncConfig(page_size=100)) as source:
+                options = SyncOptions(libraries=("Movies",), chunk_size=100)
+                await run_sync(engine, source, server, options, QuietReporter(), SyncReport("x"))
+
+        asyncio.run(go())
+        event.remove(engine, "before_cursor_execute", listener)
+        return len(statements)
+
+    first = count_statements(0)  # 60 items: one chunk
+    grown = count_statements(940)  # 1000 items: ten chunks
+    assert grown <= first * 10, (first, grown)
+    assert grown / 1000 < 25, "per 1,000 items"
+
+
+def test_catalog_has_no_orphans_after_changes(cli, fake, engine):
+    cli("sync")
+    for index in range(0, 20, 2):
+        fake.edit("Movies", index, Tags=["x"], Genres=[], Taglines=["new"])
+    fake.remove("TV Shows", 1)
+    cli("sync", "--prune")
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(MediaTag.__table__)).scalar()
+    assert count > 0
+    assert cli("db", "check").exit_code == 0
