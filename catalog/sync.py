@@ -64,6 +64,7 @@ class LibraryResult:
     error: str | None = None
 
     def add(self, counts: ChunkCounts) -> None:
+        """Add one chunk's counts."""
         self.inserted += counts.inserted
         self.updated += counts.updated
         self.unchanged += counts.unchanged

@@ -1,30 +1,21 @@
 """Set-based writers: a chunk of parsed items becomes a fixed number of statements.
 
-`ChunkWriter` is the portable path (executemany, which SQLite runs fast in-process);
-`PostgresChunkWriter` swaps the row-by-row parts for single statements over unnest()ed
-arrays, which is where PostgreSQL pays for round trips. Callers own the transaction.
+`ChunkWriter` holds the plan (classify by content hash, insert, update, stamp, relink) and the
+statements both dialects share. The bulk steps are dialect-specific, because that is where the
+time goes: SQLite runs executemany over plain tuples in-process (going through SQLAlchemy's
+per-row parameter processing would cost more than SQLite itself), PostgreSQL runs one
+statement over unnest()ed arrays instead of one round trip per row. Callers own the transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import (
-    ARRAY,
-    Connection,
-    String,
-    any_,
-    bindparam,
-    delete,
-    insert,
-    literal,
-    select,
-    update,
-)
+from sqlalchemy import ARRAY, Connection, String, any_, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -39,6 +30,10 @@ CONTENT_COLUMNS = (
     "season", "episode", "provider_ids", "added_at", "content_hash",
 )  # fmt: skip
 
+TagRow = tuple[int, int]  # (media id, tag id)
+GenreRow = tuple[int, int]  # (media id, genre id)
+TaglineRow = tuple[int, int, str]  # (media id, position, text)
+
 
 @dataclass
 class ChunkCounts:
@@ -48,15 +43,9 @@ class ChunkCounts:
     updated: int = 0
     unchanged: int = 0
 
-    def __iadd__(self, other: ChunkCounts) -> ChunkCounts:
-        self.inserted += other.inserted
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        return self
-
 
 def writer_for(dialect_name: str) -> ChunkWriter:
-    return PostgresChunkWriter() if dialect_name == "postgresql" else ChunkWriter()
+    return PostgresChunkWriter() if dialect_name == "postgresql" else SqliteChunkWriter()
 
 
 class ChunkWriter:
@@ -83,39 +72,16 @@ class ChunkWriter:
         self.replace_links(conn, [*new, *changed], {**ids, **changed_ids}, stale)
         return ChunkCounts(len(new), len(changed), len(unchanged_ids))
 
-    # -- media rows -------------------------------------------------------------------------
-
     def select_existing(
         self, conn: Connection, library_id: int, external_ids: list[str]
     ) -> dict[str, tuple[int, str]]:
         query = select(MEDIA.c.external_id, MEDIA.c.id, MEDIA.c.content_hash).where(
-            MEDIA.c.library_id == library_id, MEDIA.c.external_id.in_(external_ids)
+            MEDIA.c.library_id == library_id, self.in_(MEDIA.c.external_id, external_ids)
         )
         return {ext: (id_, digest) for ext, id_, digest in conn.execute(query)}
 
-    def insert_media(
-        self, conn: Connection, library_id: int, items: list[MediaItem], seen_at: datetime
-    ) -> dict[str, int]:
-        if not items:
-            return {}
-        rows = [_media_row(i, library_id, seen_at) for i in items]
-        stmt = insert(MEDIA).returning(MEDIA.c.external_id, MEDIA.c.id)
-        return dict(conn.execute(stmt, rows).all())
-
-    def update_media(
-        self, conn: Connection, items: list[MediaItem], ids: dict[str, int], seen_at: datetime
-    ) -> None:
-        if not items:
-            return
-        rows = [{**_content(i), "b_id": ids[i.external_id], "seen": seen_at} for i in items]
-        values = {c: bindparam(c) for c in CONTENT_COLUMNS}
-        stmt = (
-            update(MEDIA)
-            .where(MEDIA.c.id == bindparam("b_id"))
-            .values(**values, updated_at=bindparam("seen"), last_seen_at=bindparam("seen"))
-            .values(missing_since=None)
-        )
-        conn.execute(stmt, rows)
+    def in_(self, column: Any, values: list[Any]) -> Any:
+        return column.in_(values)
 
     def touch(
         self,
@@ -127,12 +93,10 @@ class ChunkWriter:
     ) -> None:
         values = {"last_seen_at": seen_at, "missing_since": None}
         if ids:
-            conn.execute(update(MEDIA).where(MEDIA.c.id.in_(ids)).values(values))
+            conn.execute(update(MEDIA).where(self.in_(MEDIA.c.id, ids)).values(values))
         if external_ids:
             where = (MEDIA.c.library_id == library_id, MEDIA.c.external_id.in_(external_ids))
             conn.execute(update(MEDIA).where(*where).values(values))
-
-    # -- links ------------------------------------------------------------------------------
 
     def replace_links(
         self, conn: Connection, items: list[MediaItem], ids: dict[str, int], stale: list[int]
@@ -140,7 +104,7 @@ class ChunkWriter:
         """Make the server-origin tags, genres and taglines of `items` what the server says."""
         if stale:
             for table, origin in _LINKS:
-                where = [table.c.media_id.in_(stale)]
+                where = [self.in_(table.c.media_id, stale)]
                 if origin is not None:
                     where.append(table.c.origin == SERVER_ORIGIN)
                 conn.execute(delete(table).where(*where))
@@ -148,64 +112,110 @@ class ChunkWriter:
             return
         tag_ids = resolve_tags(conn, {t for i in items for t in i.tags})
         genre_ids = ensure_names(conn, Genre.__table__, {g for i in items for g in i.genres})
-        tag_rows = {
-            (ids[i.external_id], tag_ids[t]) for i in items for t in i.tags if tag_ids.get(t)
-        }
+        tag_rows = {(ids[i.external_id], tag_ids[t]) for i in items for t in i.tags if tag_ids[t]}
         genre_rows = [(ids[i.external_id], genre_ids[g]) for i in items for g in i.genres]
         tagline_rows = [
             (ids[i.external_id], pos, text) for i in items for pos, text in enumerate(i.taglines)
         ]
         self.insert_links(conn, sorted(tag_rows), genre_rows, tagline_rows)
 
+    # The bulk steps, per dialect.
+
+    def insert_media(
+        self, conn: Connection, library_id: int, items: list[MediaItem], seen_at: datetime
+    ) -> dict[str, int]:
+        raise NotImplementedError
+
+    def update_media(
+        self, conn: Connection, items: list[MediaItem], ids: dict[str, int], seen_at: datetime
+    ) -> None:
+        raise NotImplementedError
+
     def insert_links(
         self,
         conn: Connection,
-        tags: list[tuple[int, int]],
-        genres: list[tuple[int, int]],
-        taglines: list[tuple[int, int, str]],
+        tags: list[TagRow],
+        genres: list[GenreRow],
+        taglines: list[TaglineRow],
     ) -> None:
-        if tags:
-            rows = [{"media_id": m, "tag_id": t, "origin": SERVER_ORIGIN} for m, t in tags]
-            conn.execute(insert(MediaTag.__table__), rows)
-        if genres:
-            conn.execute(
-                insert(MediaGenre.__table__), [{"media_id": m, "genre_id": g} for m, g in genres]
-            )
-        if taglines:
-            rows = [
-                {"media_id": m, "origin": SERVER_ORIGIN, "position": p, "text": t}
-                for m, p, t in taglines
-            ]
-            conn.execute(insert(MediaTagline.__table__), rows)
+        raise NotImplementedError
 
 
-class PostgresChunkWriter(ChunkWriter):
-    """PostgreSQL: one statement per step over arrays, instead of one row per round trip."""
-
-    def select_existing(
-        self, conn: Connection, library_id: int, external_ids: list[str]
-    ) -> dict[str, tuple[int, str]]:
-        query = select(MEDIA.c.external_id, MEDIA.c.id, MEDIA.c.content_hash).where(
-            MEDIA.c.library_id == library_id,
-            MEDIA.c.external_id == _any(external_ids),
-        )
-        return {ext: (id_, digest) for ext, id_, digest in conn.execute(query)}
+class SqliteChunkWriter(ChunkWriter):
+    """SQLite: executemany over tuples already in SQLite's storage formats."""
 
     def insert_media(
         self, conn: Connection, library_id: int, items: list[MediaItem], seen_at: datetime
     ) -> dict[str, int]:
         if not items:
             return {}
-        columns = ("external_id", *CONTENT_COLUMNS)
-        arrays = _columns([{"external_id": i.external_id, **_content(i)} for i in items], columns)
-        sql = (
-            f"INSERT INTO media (library_id, first_seen_at, updated_at, last_seen_at, "
-            f"{', '.join(columns)}) "
-            f"SELECT :library_id, :seen, :seen, :seen, {', '.join(_select_list(columns))} "
-            f"FROM {_unnest(columns)} RETURNING external_id, id"
+        seen = _sqlite_datetime(seen_at)
+        columns = ("library_id", "external_id", "first_seen_at", "updated_at", "last_seen_at")
+        rows = [(library_id, i.external_id, seen, seen, seen, *_sqlite_content(i)) for i in items]
+        names = ", ".join((*columns, *CONTENT_COLUMNS))
+        marks = ", ".join("?" * (len(columns) + len(CONTENT_COLUMNS)))
+        conn.exec_driver_sql(f"INSERT INTO media ({names}) VALUES ({marks})", rows)
+        found = self.select_existing(conn, library_id, [i.external_id for i in items])
+        return {external_id: id_ for external_id, (id_, _) in found.items()}
+
+    def update_media(
+        self, conn: Connection, items: list[MediaItem], ids: dict[str, int], seen_at: datetime
+    ) -> None:
+        if not items:
+            return
+        seen = _sqlite_datetime(seen_at)
+        rows = [(*_sqlite_content(i), seen, seen, ids[i.external_id]) for i in items]
+        assignments = ", ".join(f"{c} = ?" for c in CONTENT_COLUMNS)
+        conn.exec_driver_sql(
+            f"UPDATE media SET {assignments}, updated_at = ?, last_seen_at = ?, "
+            "missing_since = NULL WHERE id = ?",
+            rows,
         )
-        params = {**arrays, "library_id": library_id, "seen": seen_at}
-        return dict(conn.exec_driver_sql(*_driver(sql, params)).all())
+
+    def insert_links(
+        self,
+        conn: Connection,
+        tags: list[TagRow],
+        genres: list[GenreRow],
+        taglines: list[TaglineRow],
+    ) -> None:
+        if tags:
+            conn.exec_driver_sql(
+                "INSERT INTO media_tag (media_id, tag_id, origin) VALUES (?, ?, 'server')", tags
+            )
+        if genres:
+            conn.exec_driver_sql(
+                "INSERT INTO media_genre (media_id, genre_id) VALUES (?, ?)", genres
+            )
+        if taglines:
+            conn.exec_driver_sql(
+                "INSERT INTO media_tagline (media_id, origin, position, text) "
+                "VALUES (?, 'server', ?, ?)",
+                taglines,
+            )
+
+
+class PostgresChunkWriter(ChunkWriter):
+    """PostgreSQL: one statement per step over arrays, instead of one row per round trip."""
+
+    def in_(self, column: Any, values: list[Any]) -> Any:
+        kind = String if isinstance(values[0], str) else column.type
+        return column == any_(literal(values, ARRAY(kind)))
+
+    def insert_media(
+        self, conn: Connection, library_id: int, items: list[MediaItem], seen_at: datetime
+    ) -> dict[str, int]:
+        """COPY straight into media (the job lock means no one else inserts these keys), then
+        read the new ids back through the unique index."""
+        if not items:
+            return {}
+        columns = ("library_id", "external_id", "first_seen_at", "updated_at", "last_seen_at")
+        rows = (
+            (library_id, i.external_id, seen_at, seen_at, seen_at, *_pg_content(i)) for i in items
+        )
+        _copy(conn, "media", (*columns, *CONTENT_COLUMNS), rows)
+        found = self.select_existing(conn, library_id, [i.external_id for i in items])
+        return {external_id: id_ for external_id, (id_, _) in found.items()}
 
     def update_media(
         self, conn: Connection, items: list[MediaItem], ids: dict[str, int], seen_at: datetime
@@ -213,45 +223,46 @@ class PostgresChunkWriter(ChunkWriter):
         if not items:
             return
         columns = ("id", *CONTENT_COLUMNS)
-        arrays = _columns([{"id": ids[i.external_id], **_content(i)} for i in items], columns)
+        arrays = _arrays(items, columns, ids)
         assignments = ", ".join(
             f"{c} = s.{c}" + ("::json" if c == "provider_ids" else "") for c in CONTENT_COLUMNS
         )
         sql = (
-            f"UPDATE media SET {assignments}, updated_at = :seen, last_seen_at = :seen, "
+            f"UPDATE media SET {assignments}, updated_at = %(seen)s, last_seen_at = %(seen)s, "
             f"missing_since = NULL FROM {_unnest(columns)} WHERE media.id = s.id"
         )
-        conn.exec_driver_sql(*_driver(sql, {**arrays, "seen": seen_at}))
+        conn.exec_driver_sql(sql, {**arrays, "seen": seen_at})
 
     def insert_links(
         self,
         conn: Connection,
-        tags: list[tuple[int, int]],
-        genres: list[tuple[int, int]],
-        taglines: list[tuple[int, int, str]],
+        tags: list[TagRow],
+        genres: list[GenreRow],
+        taglines: list[TaglineRow],
     ) -> None:
         if tags:
-            m, t = zip(*tags, strict=True)
-            conn.exec_driver_sql(
-                "INSERT INTO media_tag (media_id, tag_id, origin) "
-                "SELECT m, t, 'server' FROM unnest(%(m)s::bigint[], %(t)s::int[]) AS s(m, t)",
-                {"m": list(m), "t": list(t)},
-            )
+            rows = ((m, t, SERVER_ORIGIN) for m, t in tags)
+            _copy(conn, "media_tag", ("media_id", "tag_id", "origin"), rows)
         if genres:
-            m, g = zip(*genres, strict=True)
-            conn.exec_driver_sql(
-                "INSERT INTO media_genre (media_id, genre_id) "
-                "SELECT * FROM unnest(%(m)s::bigint[], %(g)s::int[])",
-                {"m": list(m), "g": list(g)},
-            )
+            _copy(conn, "media_genre", ("media_id", "genre_id"), genres)
         if taglines:
-            m, p, text = zip(*taglines, strict=True)
-            conn.exec_driver_sql(
-                "INSERT INTO media_tagline (media_id, origin, position, text) "
-                "SELECT m, 'server', p, t FROM unnest(%(m)s::bigint[], %(p)s::int[], %(t)s::text[])"
-                " AS s(m, p, t)",
-                {"m": list(m), "p": list(p), "t": list(text)},
-            )
+            rows = ((m, SERVER_ORIGIN, p, t) for m, p, t in taglines)
+            _copy(conn, "media_tagline", ("media_id", "origin", "position", "text"), rows)
+
+
+def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """COPY rows into `table` on the connection's own transaction (psycopg formats in C)."""
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    conn.info["copies"] = conn.info.get("copies", 0) + 1
+
+
+def _pg_content(i: MediaItem) -> tuple[Any, ...]:
+    return tuple(
+        _json(i.provider_ids) if c == "provider_ids" else getattr(i, c) for c in CONTENT_COLUMNS
+    )
 
 
 # -- names: tags (through their aliases) and genres --------------------------------------------
@@ -263,11 +274,8 @@ def resolve_tags(conn: Connection, names: set[str]) -> dict[str, int | None]:
     if not names:
         return {}
     alias = TagAlias.__table__
-    decided = dict(
-        conn.execute(
-            select(alias.c.raw_name, alias.c.tag_id).where(alias.c.raw_name.in_(names))
-        ).all()
-    )
+    query = select(alias.c.raw_name, alias.c.tag_id).where(alias.c.raw_name.in_(names))
+    decided = dict(conn.execute(query).all())
     plain = ensure_names(conn, Tag.__table__, names - decided.keys())
     return {**plain, **decided}
 
@@ -277,13 +285,14 @@ def ensure_names(conn: Connection, table: Any, names: Iterable[str]) -> dict[str
     names = sorted(set(names))  # a stable order avoids deadlocks between concurrent writers
     if not names:
         return {}
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(
-        dialect_insert(table).on_conflict_do_nothing(index_elements=["name"]),
-        [{"name": n} for n in names],
-    )
-    found = conn.execute(select(table.c.name, table.c.id).where(table.c.name.in_(names)))
-    return dict(found.all())
+    query = select(table.c.name, table.c.id).where(table.c.name.in_(names))
+    found = dict(conn.execute(query).all())
+    if len(found) < len(names):  # usually every name exists already: skip the insert
+        dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        missing = [{"name": n} for n in names if n not in found]
+        conn.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=["name"]), missing)
+        found = dict(conn.execute(query).all())
+    return found
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -319,42 +328,42 @@ def _classify(
     return new, changed, unchanged
 
 
-def _content(item: MediaItem) -> dict[str, Any]:
-    return {c: getattr(item, c) for c in CONTENT_COLUMNS}
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """SQLAlchemy's SQLite DATETIME storage format, in UTC (what UTCDateTime reads back)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _media_row(item: MediaItem, library_id: int, seen_at: datetime) -> dict[str, Any]:
-    return {
-        **_content(item),
-        "library_id": library_id,
-        "external_id": item.external_id,
-        "first_seen_at": seen_at,
-        "updated_at": seen_at,
-        "last_seen_at": seen_at,
-    }
+def _sqlite_content(i: MediaItem) -> tuple[Any, ...]:
+    """CONTENT_COLUMNS of an item, in order, in SQLite's storage formats."""
+    return (
+        i.kind, i.name, i.sort_name, i.overview, i.year,
+        i.premiere.isoformat() if i.premiere else None,
+        i.community_rating, i.critic_rating, i.official_rating, i.subtitles, i.runtime_s,
+        i.parent_external_id, i.season, i.episode, _json(i.provider_ids),
+        _sqlite_datetime(i.added_at), i.content_hash,
+    )  # fmt: skip
 
 
-def _columns(rows: list[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
-    arrays = {c: [r[c] for r in rows] for c in columns}
-    arrays["provider_ids"] = [msgspec.json.encode(v).decode() for v in arrays["provider_ids"]]
+def _json(value: dict[str, Any]) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _arrays(
+    items: list[MediaItem], columns: Sequence[str], ids: dict[str, int]
+) -> dict[str, list[Any]]:
+    arrays = {c: [getattr(i, c) for i in items] for c in columns if c != "id"}
+    if "id" in columns:
+        arrays["id"] = [ids[i.external_id] for i in items]
+    arrays["provider_ids"] = [_json(v) for v in arrays["provider_ids"]]
     return arrays
 
 
 def _unnest(columns: Sequence[str]) -> str:
-    arrays = ", ".join(f":{c}::{_PG_TYPES[c]}[]" for c in columns)
+    arrays = ", ".join(f"%({c})s::{_PG_TYPES[c]}[]" for c in columns)
     return f"unnest({arrays}) AS s({', '.join(columns)})"
 
 
-def _select_list(columns: Sequence[str]) -> list[str]:
-    return [f"s.{c}::json" if c == "provider_ids" else f"s.{c}" for c in columns]
-
-
-def _driver(sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Turn :name placeholders into psycopg's %(name)s for exec_driver_sql."""
-    for name in sorted(params, key=len, reverse=True):
-        sql = sql.replace(f":{name}", f"%({name})s")
-    return sql, params
-
-
-def _any(values: list[str]) -> Any:
-    return any_(literal(values, ARRAY(String)))
+def _select_list(columns: Sequence[str]) -> str:
+    return ", ".join(f"s.{c}::json" if c == "provider_ids" else f"s.{c}" for c in columns)

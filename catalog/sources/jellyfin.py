@@ -63,6 +63,11 @@ class _Envelope(msgspec.Struct, rename="pascal"):
     total_record_count: int | None = None
 
 
+class _TypedEnvelope(msgspec.Struct, rename="pascal"):
+    items: list[_RawItem] = []
+    total_record_count: int | None = None
+
+
 class _VirtualFolder(msgspec.Struct, rename="pascal"):
     name: str
     item_id: str
@@ -159,8 +164,7 @@ class JellyfinSource:
         while True:
             params = self._items_params(library, start, since, count=first)
             body = await self._get("/Items", params)
-            envelope = self._decode(body, _Envelope, "/Items")
-            items = [parse_item(raw) for raw in envelope.items]
+            envelope, items = self._parse_page(body)
             page_ids = frozenset(i.external_id for i in items if i.external_id)
             total = envelope.total_record_count if first else None
             yield Page(_drop_repeats(items, previous_ids), total)
@@ -168,6 +172,19 @@ class JellyfinSource:
                 return
             start += len(envelope.items)
             previous_ids, first = page_ids, False
+
+    def _parse_page(self, body: bytes) -> tuple[Any, list[MediaItem | InvalidItem]]:
+        """Decode a page in one pass; only a page with a badly typed item is decoded item by
+        item, so that one bad item costs only itself."""
+        try:
+            envelope = msgspec.json.decode(body, type=_TypedEnvelope)
+        except msgspec.ValidationError:
+            envelope = self._decode(body, _Envelope, "/Items")
+            return envelope, [parse_item(raw) for raw in envelope.items]
+        except msgspec.DecodeError as exc:
+            message = f"{self.who} sent an unexpected answer to /Items: {exc}"
+            raise SourceResponseError(message) from exc
+        return envelope, [_validated(raw) for raw in envelope.items]
 
     def _items_params(
         self, library: Library, start: int, since: datetime | None, *, count: bool
@@ -213,6 +230,10 @@ def parse_item(raw: msgspec.Raw | bytes) -> MediaItem | InvalidItem:
         return InvalidItem(_lenient_id(raw), f"invalid field: {exc}")
     except msgspec.DecodeError as exc:
         return InvalidItem(None, f"not JSON: {exc}")
+    return _validated(item)
+
+
+def _validated(item: _RawItem) -> MediaItem | InvalidItem:
     try:
         return _to_media_item(item)
     except InvalidItemError as exc:
@@ -235,38 +256,43 @@ def _to_media_item(raw: _RawItem) -> MediaItem:
         raise InvalidItemError("no Name")
     if raw.type not in ITEM_TYPES:
         raise InvalidItemError(f"unknown Type {raw.type!r}")
-    fields = dict(
-        external_id=raw.id,
-        kind=raw.type.lower(),
-        name=raw.name.strip(),
-        sort_name=(raw.sort_name or raw.name).strip(),
-        overview=raw.overview or None,
-        year=raw.production_year,
-        premiere=_date(raw.premiere_date, "PremiereDate"),
-        community_rating=_rating(raw.community_rating, 10, "CommunityRating"),
-        critic_rating=_rating(raw.critic_rating, 100, "CriticRating"),
-        official_rating=raw.official_rating or None,
-        subtitles=raw.has_subtitles,
-        runtime_s=raw.run_time_ticks // TICKS_PER_SECOND if raw.run_time_ticks else None,
-        parent_external_id=raw.series_id if raw.type == "Episode" else None,
-        season=raw.parent_index_number,
-        episode=raw.index_number,
-        provider_ids={k: v for k, v in sorted(raw.provider_ids.items()) if v},
-        added_at=_datetime(raw.date_created, "DateCreated"),
-        tags=_unique(raw.tags),
-        genres=_unique(raw.genres),
-        taglines=_unique(raw.taglines),
-    )
-    return MediaItem(**fields, content_hash=content_hash(fields))
+    values = (
+        raw.id,
+        raw.type.lower(),
+        raw.name.strip(),
+        (raw.sort_name or raw.name).strip(),
+        raw.overview or None,
+        raw.production_year,
+        _date(raw.premiere_date, "PremiereDate"),
+        _rating(raw.community_rating, 10, "CommunityRating"),
+        _rating(raw.critic_rating, 100, "CriticRating"),
+        raw.official_rating or None,
+        raw.has_subtitles,
+        raw.run_time_ticks // TICKS_PER_SECOND if raw.run_time_ticks else None,
+        raw.series_id if raw.type == "Episode" else None,
+        raw.parent_index_number,
+        raw.index_number,
+        {k: v for k, v in sorted(raw.provider_ids.items()) if v},
+        _datetime(raw.date_created, "DateCreated"),
+        _unique(raw.tags),
+        _unique(raw.genres),
+        _unique(raw.taglines),
+    )  # in MediaItem's field order
+    return MediaItem(*values, content_hash=content_hash(values))
 
 
-def content_hash(fields: dict[str, Any]) -> str:
+def content_hash(values: tuple[Any, ...]) -> str:
     """A digest of everything we store about an item, so an unchanged item costs no write."""
-    return hashlib.blake2b(msgspec.json.encode(fields), digest_size=16).hexdigest()
+    return hashlib.blake2b(msgspec.json.encode(values), digest_size=16).hexdigest()
 
 
 def _unique(values: list[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(v.strip() for v in values if v and v.strip()))
+    """Stripped, without blanks or repeats, in the server's order."""
+    if not values:
+        return ()
+    unique = dict.fromkeys(map(str.strip, values))
+    unique.pop("", None)
+    return tuple(unique)
 
 
 def _rating(value: float | None, top: int, name: str) -> float | None:
