@@ -7,6 +7,7 @@ a run stopped at any moment keeps its committed chunks and the next run converge
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -196,14 +197,28 @@ class _LibrarySync:
         seen_at = utcnow()
         items: list[MediaItem] = []
         invalid_ids: list[str] = []
-        async for page in prefetch(self.source.pages(library, since)):
-            if page.total is not None:
-                self.result.total = page.total
-                self.reporter.library_started(library.name, page.total)
-            self._take(page.items, items, invalid_ids)
-            if len(items) >= self.options.chunk_size:
-                await self._write(library_id, items, invalid_ids, seen_at)
-                items, invalid_ids = [], []
+        # Double buffering: the chunk being written (on the database thread) and the one being
+        # filled from the network; pages never wait for a write they don't depend on.
+        writing: asyncio.Future[None] | None = None
+        try:
+            async for page in prefetch(self.source.pages(library, since)):
+                if page.total is not None:
+                    self.result.total = page.total
+                    self.reporter.library_started(library.name, page.total)
+                self._take(page.items, items, invalid_ids)
+                if len(items) >= self.options.chunk_size:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(
+                        self._write(library_id, items, invalid_ids, seen_at)
+                    )
+                    items, invalid_ids = [], []
+            if writing is not None:
+                await writing
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()  # the chunk in flight still commits or rolls back whole
+                await asyncio.gather(writing, return_exceptions=True)
         await self._write(library_id, items, invalid_ids, seen_at)
         if since is None:
             await self._reconcile(library_id, library.name, seen_at)
@@ -229,11 +244,16 @@ class _LibrarySync:
         for start in range(0, max(len(items), 1), size):
             chunk, also_seen = items[start : start + size], invalid_ids if start == 0 else []
             if chunk or also_seen:
-                counts = await self.db.run(
-                    _in_tx, self.engine, self.writer.upsert_chunk,
-                    library_id, chunk, seen_at, also_seen,
-                )  # fmt: skip
-                self.result.add(counts)
+                await self.db.run(self._write_chunk, library_id, chunk, seen_at, also_seen)
+
+    def _write_chunk(
+        self, library_id: int, chunk: list[MediaItem], seen_at: datetime, also_seen: list[str]
+    ) -> None:
+        """On the database thread: one transaction, counted as soon as it commits (so an
+        interrupted run still reports what it wrote)."""
+        with self.engine.begin() as conn:
+            counts = self.writer.upsert_chunk(conn, library_id, chunk, seen_at, also_seen)
+        self.result.add(counts)
 
     async def _reconcile(self, library_id: int, name: str, seen_at: datetime) -> None:
         try:

@@ -36,6 +36,11 @@ NAMING = {
 }
 
 
+# On SQLite, link tables keyed by their whole row are stored in their primary-key B-tree alone
+# (a rowid table keeps the rows and that index separately): one B-tree less per link inserted.
+NO_ROWID = {"sqlite_with_rowid": False}
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on every dialect (SQLite would otherwise hand back naive ones)."""
 
@@ -125,7 +130,7 @@ class Tag(Base):
 
 class MediaTag(Base):
     __tablename__ = "media_tag"
-    __table_args__ = (Index("ix_media_tag_tag_media", "tag_id", "media_id"),)
+    __table_args__ = (Index("ix_media_tag_tag_media", "tag_id", "media_id"), NO_ROWID)
 
     media_id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True
@@ -152,7 +157,7 @@ class Genre(Base):
 
 class MediaGenre(Base):
     __tablename__ = "media_genre"
-    __table_args__ = (Index("ix_media_genre_genre_media", "genre_id", "media_id"),)
+    __table_args__ = (Index("ix_media_genre_genre_media", "genre_id", "media_id"), NO_ROWID)
 
     media_id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True
@@ -162,6 +167,7 @@ class MediaGenre(Base):
 
 class MediaTagline(Base):
     __tablename__ = "media_tagline"
+    __table_args__ = (NO_ROWID,)
 
     media_id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True
@@ -175,6 +181,7 @@ class ProcessRun(Base):
     """The last run of a per-item process (e.g. tagging) for one item."""
 
     __tablename__ = "process_run"
+    __table_args__ = (NO_ROWID,)
 
     media_id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True

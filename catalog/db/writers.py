@@ -205,17 +205,26 @@ class PostgresChunkWriter(ChunkWriter):
     def insert_media(
         self, conn: Connection, library_id: int, items: list[MediaItem], seen_at: datetime
     ) -> dict[str, int]:
-        """COPY straight into media (the job lock means no one else inserts these keys), then
-        read the new ids back through the unique index."""
+        """Reserve ids from media's own sequence (safe beside any concurrent writer), then
+        COPY the rows straight in: COPY cannot return ids, and needs no staging table this way.
+        The job lock means no one else inserts these (library, external id) keys."""
         if not items:
             return {}
-        columns = ("library_id", "external_id", "first_seen_at", "updated_at", "last_seen_at")
+        ids = (
+            conn.exec_driver_sql(
+                "SELECT nextval(pg_get_serial_sequence('media', 'id')) FROM generate_series(1, %(n)s)",
+                {"n": len(items)},
+            )
+            .scalars()
+            .all()
+        )
+        columns = ("id", "library_id", "external_id", "first_seen_at", "updated_at", "last_seen_at")
         rows = (
-            (library_id, i.external_id, seen_at, seen_at, seen_at, *_pg_content(i)) for i in items
+            (id_, library_id, i.external_id, seen_at, seen_at, seen_at, *_pg_content(i))
+            for id_, i in zip(ids, items, strict=True)
         )
         _copy(conn, "media", (*columns, *CONTENT_COLUMNS), rows)
-        found = self.select_existing(conn, library_id, [i.external_id for i in items])
-        return {external_id: id_ for external_id, (id_, _) in found.items()}
+        return {i.external_id: id_ for id_, i in zip(ids, items, strict=True)}
 
     def update_media(
         self, conn: Connection, items: list[MediaItem], ids: dict[str, int], seen_at: datetime

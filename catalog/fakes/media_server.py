@@ -220,6 +220,7 @@ class FakeMediaServer:
         shape: ItemShape | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        cache_items: int = ITEM_CACHE_SIZE,
     ) -> None:
         if kind not in ("jellyfin", "emby"):
             raise ValueError(f"kind must be 'jellyfin' or 'emby', not {kind!r}")
@@ -237,7 +238,7 @@ class FakeMediaServer:
         self._libs = self._make_states(libraries)
         self._lock = threading.Lock()
         self._sequences: dict[tuple[Any, ...], _Sequence] = {}
-        self._base_json = functools.lru_cache(maxsize=ITEM_CACHE_SIZE)(self._encode_base)
+        self._base_json = functools.lru_cache(maxsize=cache_items)(self._encode_base)
         self._series_name = functools.lru_cache(maxsize=1024)(self._series_title)
         self.faults = faults or Faults()
         self.requests: list[RecordedRequest] = []
@@ -1021,6 +1022,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("--rate-limit-every", "--unavailable-every", "--drop-every", "--malformed-every"):
         add(name, type=int, default=0)
     add("--boundary-repeats", action="store_true")
+    add("--cache-items", type=int, default=ITEM_CACHE_SIZE,
+        help="encoded items kept in memory; benchmarks keep the whole library so that the "
+        "fake, not the client, is never what they measure")  # fmt: skip
     args = parser.parse_args(argv)
     if args.items is None and args.libraries != 1:
         parser.error("--libraries needs --items")
@@ -1043,7 +1047,7 @@ def _server_from_args(args: argparse.Namespace) -> FakeMediaServer:
     )  # fmt: skip
     return FakeMediaServer(
         libraries, kind=args.kind, token=args.token, seed=args.seed, faults=faults,
-        shape=shape, host=args.host, port=args.port,
+        shape=shape, host=args.host, port=args.port, cache_items=args.cache_items,
     )  # fmt: skip
 
 

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("media_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("genre_id", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("media_id", "genre_id", name=op.f("pk_media_genre")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("media_genre", schema=None) as batch_op:
         batch_op.create_index("ix_media_genre_genre_media", ["genre_id", "media_id"], unique=False)
@@ -42,6 +43,7 @@ def upgrade() -> None:
         sa.Column("tag_id", sa.Integer(), nullable=False),
         sa.Column("origin", sa.String(length=10), nullable=False),
         sa.PrimaryKeyConstraint("media_id", "tag_id", "origin", name=op.f("pk_media_tag")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("media_tag", schema=None) as batch_op:
         batch_op.create_index("ix_media_tag_tag_media", ["tag_id", "media_id"], unique=False)
@@ -53,6 +55,7 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("media_id", "origin", "position", name=op.f("pk_media_tagline")),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "process_run",
@@ -63,6 +66,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("media_id", "process", name=op.f("pk_process_run")),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "run",
