@@ -161,13 +161,14 @@ def _server(name: str, table: Any, where: str) -> ServerConfig:
     return server
 
 
-def _check_server(server: ServerConfig, prefix: str) -> None:
+def _check_server(server: ServerConfig, prefix: str, env_style: bool = False) -> None:
+    kind, url = ("KIND", "URL") if env_style else ("kind", "url")
     if server.kind not in SERVER_KINDS:
         raise ConfigError(
-            f"{prefix}kind: must be one of {', '.join(SERVER_KINDS)} (got {server.kind!r})"
+            f"{prefix}{kind}: must be one of {', '.join(SERVER_KINDS)} (got {server.kind!r})"
         )
     if not server.url.startswith(("http://", "https://")):
-        raise ConfigError(f"{prefix}url: must start with http:// or https://")
+        raise ConfigError(f"{prefix}{url}: must start with http:// or https://")
 
 
 def _check_sync(sync: SyncConfig, where: str) -> None:
@@ -262,7 +263,7 @@ def _env_server(settings: Settings, env: Mapping[str, str]) -> Settings:
     server = replace(base, **changes)
     if not server.url:
         raise ConfigError("CATALOG_SERVER_URL: missing (the media server's base URL)")
-    _check_server(server, "CATALOG_SERVER_")
+    _check_server(server, "CATALOG_SERVER_", env_style=True)
     servers = {**settings.servers, server.name: server}
     return replace(settings, servers=servers, default_server=server.name)
 

@@ -21,7 +21,7 @@ from catalog.config import ServerConfig
 from catalog.db.locks import job_lock
 from catalog.db.models import LINK_TABLES, Library, Media, Server
 from catalog.db.writers import ChunkCounts, writer_for
-from catalog.errors import CatalogError, ConfigError, MassDeleteRefused
+from catalog.errors import ConfigError, MassDeleteRefused
 from catalog.http import HttpStats
 from catalog.runs import FAILED, INTERRUPTED, OK, PARTIAL, finish_run, start_run, utcnow
 from catalog.sources import InvalidItem, MediaItem, Source
@@ -117,11 +117,11 @@ async def run_sync(
         try:
             await _sync_server(engine, db, source, server, options, reporter, report)
             report.status = _status(report)
-        except CatalogError as exc:
-            report.status, report.error = FAILED, str(exc)
-            raise
-        except BaseException:  # cancelled by SIGINT/SIGTERM: say so, keep what was written
+        except (asyncio.CancelledError, KeyboardInterrupt):  # SIGINT/SIGTERM: work stays
             report.status, report.error = INTERRUPTED, "interrupted"
+            raise
+        except Exception as exc:
+            report.status, report.error = FAILED, str(exc) or type(exc).__name__
             raise
         finally:
             report.duration_s = round(time.monotonic() - report.started, 3)

@@ -124,3 +124,9 @@ def test_missing_server_tells_how_to_configure_one():
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", env={})
+
+
+def test_bad_server_environment_names_the_variable():
+    env = {"CATALOG_SERVER_URL": "http://x", "CATALOG_SERVER_KIND": "plex"}
+    with pytest.raises(ConfigError, match="CATALOG_SERVER_KIND: must be one of jellyfin, emby"):
+        load_settings(env=env)

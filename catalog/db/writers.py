@@ -210,14 +210,10 @@ class PostgresChunkWriter(ChunkWriter):
         The job lock means no one else inserts these (library, external id) keys."""
         if not items:
             return {}
-        ids = (
-            conn.exec_driver_sql(
-                "SELECT nextval(pg_get_serial_sequence('media', 'id')) FROM generate_series(1, %(n)s)",
-                {"n": len(items)},
-            )
-            .scalars()
-            .all()
+        reserve = (
+            "SELECT nextval(pg_get_serial_sequence('media', 'id')) FROM generate_series(1, %s)"
         )
+        ids = conn.exec_driver_sql(reserve, (len(items),)).scalars().all()
         columns = ("id", "library_id", "external_id", "first_seen_at", "updated_at", "last_seen_at")
         rows = (
             (id_, library_id, i.external_id, seen_at, seen_at, seen_at, *_pg_content(i))

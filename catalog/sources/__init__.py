@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +71,3 @@ class Source(Protocol):
     async def libraries(self) -> list[Library]: ...
 
     def pages(self, library: Library, since: datetime | None = None) -> AsyncIterator[Page]: ...
-
-
-def describe(raw: Any) -> str:
-    """A short, safe description of a raw item for error messages."""
-    if isinstance(raw, dict) and raw.get("Id"):
-        return f"item {raw['Id']}"
-    return "item without Id"
