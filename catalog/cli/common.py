@@ -1,0 +1,112 @@
+"""Plumbing every command shares: options, logging, one-line errors, settings, the catalog.
+
+Exit codes: 0 success, 1 failure, 2 usage or config error, 3 partial (some items skipped or
+failed), 75 another run holds the job's lock, 130/143 interrupted by SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from sqlalchemy import Engine
+
+from catalog.db.engine import check_connection, create_catalog_engine
+from catalog.db.migrate import ensure_current
+from catalog.errors import CatalogError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success, 1 failure, 2 usage or config error, 3 partial (some items skipped), "
+    "75 another run holds the lock, 130/143 interrupted."
+)
+
+stderr = Console(stderr=True)
+stdout = Console(soft_wrap=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML config file (default: $CATALOG_CONFIG, then the user "
+                 "config directory).", show_default=False),
+]  # fmt: skip
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Catalog database URL (default: $CATALOG_DATABASE_URL, "
+                 "then a SQLite file in the user data directory).", show_default=False),
+]  # fmt: skip
+ServerOpt = Annotated[
+    str | None, typer.Option("--server", help="Which configured server ([servers.NAME]).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
+
+
+def setup_logging(quiet: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    if stderr.is_terminal:
+        handler: logging.Handler = RichHandler(console=stderr, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # httpx logs full request URLs at INFO; alembic narrates every migration step.
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+@contextmanager
+def errors(debug: bool) -> Iterator[None]:
+    """Turn errors into one line on stderr and the documented exit code."""
+    try:
+        yield
+    except CatalogError as exc:
+        if debug:
+            stderr.print_exception()
+        error_line(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        error_line(
+            f"unexpected {type(exc).__name__}: {reason} (run with --debug for the traceback)"
+        )
+        raise typer.Exit(1) from None
+
+
+def error_line(message: str) -> None:
+    """One unwrapped line, so cron mail and log scrapers see the whole message."""
+    prefix = typer.style("error:", fg="red") if stderr.is_terminal else "error:"
+    typer.echo(f"{prefix} {message}", err=True)
+
+
+def open_catalog(url: str) -> Engine:
+    """An engine on a reachable catalog at the latest schema."""
+    engine = create_catalog_engine(url)
+    check_connection(engine)
+    ensure_current(engine)
+    return engine
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+# -- sync ---------------------------------------------------------------------------------------

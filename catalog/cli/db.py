@@ -1,0 +1,86 @@
+"""`catalog db`: migrations and integrity checks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from catalog.cli.common import (
+    ConfigOpt,
+    DatabaseOpt,
+    DebugOpt,
+    JsonOpt,
+    errors,
+    open_catalog,
+    print_json,
+    setup_logging,
+    stderr,
+    stdout,
+)
+from catalog.config import load_settings
+from catalog.db.engine import check_connection, create_catalog_engine, mask_url
+from catalog.db.integrity import orphan_counts
+from catalog.db.migrate import current_revision, head_revision, upgrade
+
+app = typer.Typer(help="The catalog database: migrations and integrity.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    config: ConfigOpt = None,
+    database_url: DatabaseOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Migrate the catalog database to the latest schema (or to REVISION)."""
+    setup_logging(False, debug)
+    with errors(debug):
+        engine = create_catalog_engine(
+            load_settings(config, database_url=database_url).database_url
+        )
+        check_connection(engine)
+        upgrade(engine, revision)
+        stdout.print(f"{mask_url(engine.url)} is at revision {current_revision(engine)}")
+
+
+@app.command("current")
+def db_current(
+    config: ConfigOpt = None,
+    database_url: DatabaseOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Show the catalog's schema revision and the latest one."""
+    with errors(debug):
+        engine = create_catalog_engine(
+            load_settings(config, database_url=database_url).database_url
+        )
+        check_connection(engine)
+        current, head = current_revision(engine), head_revision()
+        state = "up to date" if current == head else "behind: run `catalog db upgrade`"
+        stdout.print(
+            f"{mask_url(engine.url)}: revision {current or 'none'} (latest {head}, {state})"
+        )
+
+
+@app.command("check")
+def db_check(
+    config: ConfigOpt = None,
+    database_url: DatabaseOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Check what the schema cannot enforce: no link row points at a missing item, tag or genre."""
+    with errors(debug):
+        engine = open_catalog(load_settings(config, database_url=database_url).database_url)
+        with engine.connect() as conn:
+            counts = orphan_counts(conn)
+    bad = {k: v for k, v in counts.items() if v}
+    if json_out:
+        print_json({"status": "failed" if bad else "ok", "orphans": counts})
+    elif bad:
+        for where, count in bad.items():
+            stderr.print(f"[red]orphans:[/red] {count} rows of {where}")
+    else:
+        stdout.print("ok: no orphaned links")
+    raise typer.Exit(1 if bad else 0)
