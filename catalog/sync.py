@@ -24,7 +24,7 @@ from catalog.db.writers import ChunkCounts, writer_for
 from catalog.errors import ConfigError, MassDeleteRefused
 from catalog.http import HttpStats
 from catalog.runs import FAILED, INTERRUPTED, OK, PARTIAL, finish_run, start_run, utcnow
-from catalog.sources import InvalidItem, MediaItem, Source
+from catalog.sources import InvalidItem, RawItem, Source
 from catalog.sources import Library as SourceLibrary
 from catalog.sources.jellyfin import NON_VIDEO_KINDS
 
@@ -69,6 +69,7 @@ class LibraryResult:
         self.inserted += counts.inserted
         self.updated += counts.updated
         self.unchanged += counts.unchanged
+        self.skipped += len(counts.invalid)
 
 
 @dataclass
@@ -195,8 +196,7 @@ class _LibrarySync:
 
     async def run(self, library: SourceLibrary, library_id: int, since: datetime | None) -> None:
         seen_at = utcnow()
-        items: list[MediaItem] = []
-        invalid_ids: list[str] = []
+        items: list[RawItem] = []
         # Double buffering: the chunk being written (on the database thread) and the one being
         # filled from the network; pages never wait for a write they don't depend on.
         writing: asyncio.Future[None] | None = None
@@ -205,55 +205,39 @@ class _LibrarySync:
                 if page.total is not None:
                     self.result.total = page.total
                     self.reporter.library_started(library.name, page.total)
-                self._take(page.items, items, invalid_ids)
+                items.extend(page.items)
+                self.result.seen += len(page.items)
+                self.reporter.advanced(self.result.name, len(page.items))
                 if len(items) >= self.options.chunk_size:
                     if writing is not None:
                         await writing
-                    writing = asyncio.ensure_future(
-                        self._write(library_id, items, invalid_ids, seen_at)
-                    )
-                    items, invalid_ids = [], []
+                    writing = asyncio.ensure_future(self._write(library_id, items, seen_at))
+                    items = []
             if writing is not None:
                 await writing
         finally:
             if writing is not None and not writing.done():
                 writing.cancel()  # the chunk in flight still commits or rolls back whole
                 await asyncio.gather(writing, return_exceptions=True)
-        await self._write(library_id, items, invalid_ids, seen_at)
+        await self._write(library_id, items, seen_at)
         if since is None:
             await self._reconcile(library_id, library.name, seen_at)
         await self.db.run(_in_tx, self.engine, mark_synced, library_id, seen_at, since is None)
         self.reporter.library_finished(self.result)
 
-    def _take(self, page: list[MediaItem | InvalidItem], items: list, invalid_ids: list) -> None:
-        for item in page:
-            if isinstance(item, InvalidItem):
-                self.result.skipped += 1
-                self.reporter.item_skipped(self.result.name, item)
-                if item.external_id:
-                    invalid_ids.append(item.external_id)
-            else:
-                items.append(item)
-        self.result.seen += len(page)
-        self.reporter.advanced(self.result.name, len(page))
-
-    async def _write(
-        self, library_id: int, items: list[MediaItem], invalid_ids: list[str], seen_at: datetime
-    ) -> None:
+    async def _write(self, library_id: int, items: list[RawItem], seen_at: datetime) -> None:
         size = self.options.chunk_size
-        for start in range(0, max(len(items), 1), size):
-            chunk, also_seen = items[start : start + size], invalid_ids if start == 0 else []
-            if chunk or also_seen:
-                await self.db.run(self._write_chunk, library_id, chunk, seen_at, also_seen)
+        for start in range(0, len(items), size):
+            await self.db.run(self._write_chunk, library_id, items[start : start + size], seen_at)
 
-    def _write_chunk(
-        self, library_id: int, chunk: list[MediaItem], seen_at: datetime, also_seen: list[str]
-    ) -> None:
+    def _write_chunk(self, library_id: int, chunk: list[RawItem], seen_at: datetime) -> None:
         """On the database thread: one transaction, counted as soon as it commits (so an
         interrupted run still reports what it wrote)."""
         with self.engine.begin() as conn:
-            counts = self.writer.upsert_chunk(conn, library_id, chunk, seen_at, also_seen)
+            counts = self.writer.upsert_chunk(conn, library_id, chunk, self.source.parse, seen_at)
         self.result.add(counts)
+        for item in counts.invalid:
+            self.reporter.item_skipped(self.result.name, item)
 
     async def _reconcile(self, library_id: int, name: str, seen_at: datetime) -> None:
         try:

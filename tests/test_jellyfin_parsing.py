@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from catalog.sources import InvalidItem, MediaItem
-from catalog.sources.jellyfin import parse_item
+from catalog.sources.jellyfin import parse_item, raw_item
 
 # Trimmed from a real Jellyfin 10.10 /Items answer: null fields are omitted, not null.
 REAL_MOVIE = {
@@ -118,11 +118,20 @@ def test_invalid_items_carry_id_and_reason(change, reason):
     assert item.external_id == raw.get("Id")
 
 
-def test_content_hash_changes_with_content_only():
-    first, again = parse(REAL_MOVIE), parse(dict(reversed(list(REAL_MOVIE.items()))))
+def test_content_hash_is_a_digest_of_the_item_as_served():
+    body = json.dumps(REAL_MOVIE).encode()
+    first, again = parse_item(body), parse_item(body)
     changed = parse({**REAL_MOVIE, "Tags": ["cyberpunk"]})
-    assert first.content_hash == again.content_hash
+    assert first.content_hash == again.content_hash == raw_item(body).digest
     assert first.content_hash != changed.content_hash
+
+
+def test_raw_item_reads_only_the_id():
+    assert raw_item(json.dumps(REAL_MOVIE).encode()).external_id == REAL_MOVIE["Id"]
+    assert raw_item(b'{"Name": "no id"}').external_id is None
+    assert raw_item(b'{"Id": 42}').external_id is None
+    assert raw_item(b"[1, 2]").external_id is None
+    assert isinstance(parse_item(b"[1, 2]"), InvalidItem)
 
 
 def test_repeated_tags_and_blank_ones_are_dropped():

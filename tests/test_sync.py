@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from conftest import TOKEN
 from sqlalchemy import Engine, func, select, text
 
 from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, Run, Tag
@@ -288,3 +289,38 @@ def test_catalog_has_no_orphans_after_changes(cli, fake, engine):
         count = conn.execute(select(func.count()).select_from(MediaTag.__table__)).scalar()
     assert count > 0
     assert cli("db", "check").exit_code == 0
+
+
+def test_unchanged_items_are_not_even_parsed(cli, fake, engine):
+    """The digest of the item as served is compared before parsing: a re-sync parses only
+    what changed."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from catalog.config import ServerConfig, SyncConfig
+    from catalog.db.writers import writer_for
+    from catalog.sources.connect import open_source
+    from catalog.sources.jellyfin import parse_item
+
+    async def served_items() -> list:
+        server = ServerConfig("fake", fake.url, token=TOKEN)
+        async with open_source(server, SyncConfig()) as source:
+            movies = next(lib for lib in await source.libraries() if lib.name == "Movies")
+            return [raw async for page in source.pages(movies) for raw in page.items]
+
+    cli("sync", "--library", "Movies")
+    fake.edit("Movies", 4, Name="Changed")
+    raws = asyncio.run(served_items())
+    parsed = []
+
+    def counting_parse(raw):
+        parsed.append(raw.external_id)
+        return parse_item(raw.raw)
+
+    with engine.begin() as conn:
+        library_id = conn.execute(select(MEDIA.c.library_id).limit(1)).scalar_one()
+        counts = writer_for(engine.dialect.name).upsert_chunk(
+            conn, library_id, raws, counting_parse, datetime.now(UTC)
+        )
+    assert parsed == [fake.item_id("Movies", 4)]
+    assert (counts.updated, counts.unchanged) == (1, 59)

@@ -12,11 +12,11 @@ import sys
 import time
 
 import pytest
+from conftest import TOKEN
 from sqlalchemy import func, select
 
 from catalog.db.models import Media, Run
 from catalog.fakes.media_server import Faults
-from tests.conftest import TOKEN
 
 MEDIA = Media.__table__
 

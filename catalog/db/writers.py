@@ -9,8 +9,8 @@ statement over unnest()ed arrays instead of one round trip per row. Callers own 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, Tag, TagAlias
-from catalog.sources import MediaItem
+from catalog.sources import InvalidItem, MediaItem, RawItem
 
 MEDIA = Media.__table__
 SERVER_ORIGIN = "server"
@@ -37,11 +37,15 @@ TaglineRow = tuple[int, int, str]  # (media id, position, text)
 
 @dataclass
 class ChunkCounts:
-    """What one chunk did to the catalog."""
+    """What one chunk did to the catalog, and the items it had to skip."""
 
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    invalid: list[InvalidItem] = field(default_factory=list)
+
+
+Parser = Callable[[RawItem], MediaItem | InvalidItem]
 
 
 def writer_for(dialect_name: str) -> ChunkWriter:
@@ -49,32 +53,44 @@ def writer_for(dialect_name: str) -> ChunkWriter:
 
 
 class ChunkWriter:
-    """Upserts a chunk of one library's items on (library, external id), by content hash."""
+    """Upserts a chunk of one library's items on (library, external id), by content digest."""
 
     def upsert_chunk(
         self,
         conn: Connection,
         library_id: int,
-        items: Sequence[MediaItem],
+        chunk: Sequence[RawItem],
+        parse: Parser,
         seen_at: datetime,
-        also_seen: Sequence[str] = (),
     ) -> ChunkCounts:
-        """Insert new items, rewrite changed ones, and only stamp `last_seen_at` on the rest
-        (and on `also_seen`: items that exist on the server but failed validation)."""
-        items = list({item.external_id: item for item in items}.values())  # last one wins
-        existing = self.select_existing(conn, library_id, [i.external_id for i in items])
-        new, changed, unchanged_ids = _classify(items, existing)
+        """Items whose digest matches the catalog's are only stamped `last_seen_at`, without
+        being parsed; the rest are parsed, then inserted or rewritten with their links. An
+        invalid item that the catalog holds is stamped too: it is still on the server."""
+        raws = list({r.external_id or str(n): r for n, r in enumerate(chunk)}.values())
+        existing = self.select_existing(
+            conn, library_id, [r.external_id for r in raws if r.external_id]
+        )
+        fresh, unchanged_ids = _split_unchanged(raws, existing)
+        parsed = [parse(r) for r in fresh]
+        items = [p for p in parsed if isinstance(p, MediaItem)]
+        invalid = [p for p in parsed if isinstance(p, InvalidItem)]
+        new = [i for i in items if i.external_id not in existing]
+        changed = [i for i in items if i.external_id in existing]
         ids = self.insert_media(conn, library_id, new, seen_at)
         changed_ids = {i.external_id: existing[i.external_id][0] for i in changed}
         self.update_media(conn, changed, changed_ids, seen_at)
-        self.touch(conn, library_id, unchanged_ids, also_seen, seen_at)
+        still_there = [i.external_id for i in invalid if i.external_id in existing]
+        self.touch(conn, library_id, unchanged_ids, still_there, seen_at)
         stale = list(changed_ids.values())
         self.replace_links(conn, [*new, *changed], {**ids, **changed_ids}, stale)
-        return ChunkCounts(len(new), len(changed), len(unchanged_ids))
+        return ChunkCounts(len(new), len(changed), len(unchanged_ids), invalid)
 
     def select_existing(
         self, conn: Connection, library_id: int, external_ids: list[str]
     ) -> dict[str, tuple[int, str]]:
+        """(id, content digest) of the items of `library_id` among `external_ids`."""
+        if not external_ids:
+            return {}
         query = select(MEDIA.c.external_id, MEDIA.c.id, MEDIA.c.content_hash).where(
             MEDIA.c.library_id == library_id, self.in_(MEDIA.c.external_id, external_ids)
         )
@@ -317,20 +333,18 @@ _PG_TYPES = {
 }  # fmt: skip
 
 
-def _classify(
-    items: list[MediaItem], existing: dict[str, tuple[int, str]]
-) -> tuple[list[MediaItem], list[MediaItem], list[int]]:
-    """Split a chunk into new items, changed items and the ids of unchanged ones."""
-    new, changed, unchanged = [], [], []
-    for item in items:
-        known = existing.get(item.external_id)
-        if known is None:
-            new.append(item)
-        elif known[1] != item.content_hash:
-            changed.append(item)
-        else:
+def _split_unchanged(
+    raws: list[RawItem], existing: dict[str, tuple[int, str]]
+) -> tuple[list[RawItem], list[int]]:
+    """(items to parse, ids of the unchanged ones)."""
+    fresh, unchanged = [], []
+    for raw in raws:
+        known = existing.get(raw.external_id) if raw.external_id else None
+        if known is not None and known[1] == raw.digest:
             unchanged.append(known[0])
-    return new, changed, unchanged
+        else:
+            fresh.append(raw)
+    return fresh, unchanged
 
 
 def _sqlite_datetime(value: datetime | None) -> str | None:

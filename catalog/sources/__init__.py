@@ -56,10 +56,20 @@ class InvalidItem:
 
 
 @dataclass(frozen=True, slots=True)
+class RawItem:
+    """An item as the server sent it: its id and a digest of its bytes, enough to tell whether
+    it changed since the last sync. It is parsed (by its source) only when it did."""
+
+    external_id: str | None
+    digest: str
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of a library listing; `total` is known only on the first page."""
 
-    items: list[MediaItem | InvalidItem]
+    items: list[RawItem]
     total: int | None = None
 
 
@@ -71,3 +81,5 @@ class Source(Protocol):
     async def libraries(self) -> list[Library]: ...
 
     def pages(self, library: Library, since: datetime | None = None) -> AsyncIterator[Page]: ...
+
+    def parse(self, item: RawItem) -> MediaItem | InvalidItem: ...

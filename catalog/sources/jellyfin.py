@@ -21,7 +21,7 @@ import msgspec
 from catalog import __version__
 from catalog.errors import SourceAuthError, SourceResponseError
 from catalog.http import DEFAULT_MAX_BYTES, HttpStats, RetryPolicy, get_bytes
-from catalog.sources import InvalidItem, Library, MediaItem, Page
+from catalog.sources import InvalidItem, Library, MediaItem, Page, RawItem
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,8 @@ class _Envelope(msgspec.Struct, rename="pascal"):
     total_record_count: int | None = None
 
 
-class _TypedEnvelope(msgspec.Struct, rename="pascal"):
-    items: list[_RawItem] = []
-    total_record_count: int | None = None
+class _Key(msgspec.Struct, rename="pascal"):
+    id: Any = None
 
 
 class _VirtualFolder(msgspec.Struct, rename="pascal"):
@@ -164,7 +163,8 @@ class JellyfinSource:
         while True:
             params = self._items_params(library, start, since, count=first)
             body = await self._get("/Items", params)
-            envelope, items = self._parse_page(body)
+            envelope = self._decode(body, _Envelope, "/Items")
+            items = [raw_item(raw) for raw in envelope.items]
             page_ids = frozenset(i.external_id for i in items if i.external_id)
             total = envelope.total_record_count if first else None
             yield Page(_drop_repeats(items, previous_ids), total)
@@ -173,18 +173,8 @@ class JellyfinSource:
             start += len(envelope.items)
             previous_ids, first = page_ids, False
 
-    def _parse_page(self, body: bytes) -> tuple[Any, list[MediaItem | InvalidItem]]:
-        """Decode a page in one pass; only a page with a badly typed item is decoded item by
-        item, so that one bad item costs only itself."""
-        try:
-            envelope = msgspec.json.decode(body, type=_TypedEnvelope)
-        except msgspec.ValidationError:
-            envelope = self._decode(body, _Envelope, "/Items")
-            return envelope, [parse_item(raw) for raw in envelope.items]
-        except msgspec.DecodeError as exc:
-            message = f"{self.who} sent an unexpected answer to /Items: {exc}"
-            raise SourceResponseError(message) from exc
-        return envelope, [_validated(raw) for raw in envelope.items]
+    def parse(self, item: RawItem) -> MediaItem | InvalidItem:
+        return parse_item(item.raw)
 
     def _items_params(
         self, library: Library, start: int, since: datetime | None, *, count: bool
@@ -207,9 +197,18 @@ class JellyfinSource:
         return params
 
 
-def _drop_repeats(
-    items: list[MediaItem | InvalidItem], previous_ids: frozenset[str]
-) -> list[MediaItem | InvalidItem]:
+def raw_item(raw: msgspec.Raw | bytes) -> RawItem:
+    """Id and digest of one item, without parsing the rest of it."""
+    body = bytes(raw)
+    try:
+        item_id = msgspec.json.decode(body, type=_Key).id
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        item_id = None  # not an object: parsing it will say why
+    external_id = item_id if isinstance(item_id, str) and item_id else None
+    return RawItem(external_id, content_hash(body), body)
+
+
+def _drop_repeats(items: list[RawItem], previous_ids: frozenset[str]) -> list[RawItem]:
     """Drop items already yielded on the previous page or earlier on this one."""
     seen = set(previous_ids)
     kept = []
@@ -230,12 +229,8 @@ def parse_item(raw: msgspec.Raw | bytes) -> MediaItem | InvalidItem:
         return InvalidItem(_lenient_id(raw), f"invalid field: {exc}")
     except msgspec.DecodeError as exc:
         return InvalidItem(None, f"not JSON: {exc}")
-    return _validated(item)
-
-
-def _validated(item: _RawItem) -> MediaItem | InvalidItem:
     try:
-        return _to_media_item(item)
+        return _to_media_item(item, content_hash(bytes(raw)))
     except InvalidItemError as exc:
         return InvalidItem(item.id or None, str(exc))
 
@@ -249,7 +244,7 @@ def _lenient_id(raw: msgspec.Raw | bytes) -> str | None:
     return item_id if isinstance(item_id, str) and item_id else None
 
 
-def _to_media_item(raw: _RawItem) -> MediaItem:
+def _to_media_item(raw: _RawItem, digest: str) -> MediaItem:
     if not raw.id:
         raise InvalidItemError("no Id")
     if not raw.name or not raw.name.strip():
@@ -278,12 +273,14 @@ def _to_media_item(raw: _RawItem) -> MediaItem:
         _unique(raw.genres),
         _unique(raw.taglines),
     )  # in MediaItem's field order
-    return MediaItem(*values, content_hash=content_hash(values))
+    return MediaItem(*values, content_hash=digest)
 
 
-def content_hash(values: tuple[Any, ...]) -> str:
-    """A digest of everything we store about an item, so an unchanged item costs no write."""
-    return hashlib.blake2b(msgspec.json.encode(values), digest_size=16).hexdigest()
+def content_hash(body: bytes) -> str:
+    """A digest of the item as served. Comparing it with the stored one lets a sync skip an
+    unchanged item before parsing it; the price is that a change in a field we do not store
+    (artwork tags, say) also rewrites the item, once."""
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 def _unique(values: list[str]) -> tuple[str, ...]:
