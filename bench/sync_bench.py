@@ -273,7 +273,7 @@ def render(results: dict[str, dict], args: argparse.Namespace) -> str:
         "process, interpreter start-up and imports included. The naive baseline is the "
         "predecessor's pattern (one transaction per item, a statement per tag and genre row) "
         f"on the same schema, on a {args.slice:,}-item slice, in the same run. Peak RSS is the "
-        "`catalog` process's ru_maxrss. Statements are counted on the engine (COPYs included) "
+        "`catalog` process's VmHWM. Statements are counted on the engine (COPYs included) "
         f"over a {args.small:,}-item initial sync.",
         "",
         "| database | initial items/s | unchanged re-sync items/s | naive items/s | initial vs "

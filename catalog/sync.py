@@ -24,7 +24,7 @@ from catalog.db.writers import ChunkCounts, writer_for
 from catalog.errors import ConfigError, MassDeleteRefused
 from catalog.http import HttpStats
 from catalog.runs import FAILED, INTERRUPTED, OK, PARTIAL, finish_run, start_run, utcnow
-from catalog.sources import InvalidItem, RawItem, Source
+from catalog.sources import InvalidItem, MediaItem, RawItem, Source
 from catalog.sources import Library as SourceLibrary
 from catalog.sources.jellyfin import NON_VIDEO_KINDS
 
@@ -193,10 +193,12 @@ class _LibrarySync:
         self.engine, self.db, self.source = engine, db, source
         self.options, self.reporter, self.result = options, reporter, result
         self.writer = writer_for(engine.dialect.name)
+        self.eager = True  # parse pages as they arrive; see _write_chunk
 
     async def run(self, library: SourceLibrary, library_id: int, since: datetime | None) -> None:
         seen_at = utcnow()
         items: list[RawItem] = []
+        parsed: dict[str, MediaItem | InvalidItem] = {}
         # Double buffering: the chunk being written (on the database thread) and the one being
         # filled from the network; pages never wait for a write they don't depend on.
         writing: asyncio.Future[None] | None = None
@@ -206,36 +208,59 @@ class _LibrarySync:
                     self.result.total = page.total
                     self.reporter.library_started(library.name, page.total)
                 items.extend(page.items)
+                if self.eager:
+                    parsed.update((raw.digest, self.source.parse(raw)) for raw in page.items)
                 self.result.seen += len(page.items)
                 self.reporter.advanced(self.result.name, len(page.items))
                 if len(items) >= self.options.chunk_size:
                     if writing is not None:
                         await writing
-                    writing = asyncio.ensure_future(self._write(library_id, items, seen_at))
-                    items = []
+                    writing = asyncio.ensure_future(self._write(library_id, items, parsed, seen_at))
+                    items, parsed = [], {}
             if writing is not None:
                 await writing
         finally:
             if writing is not None and not writing.done():
                 writing.cancel()  # the chunk in flight still commits or rolls back whole
                 await asyncio.gather(writing, return_exceptions=True)
-        await self._write(library_id, items, seen_at)
+        await self._write(library_id, items, parsed, seen_at)
         if since is None:
             await self._reconcile(library_id, library.name, seen_at)
         await self.db.run(_in_tx, self.engine, mark_synced, library_id, seen_at, since is None)
         self.reporter.library_finished(self.result)
 
-    async def _write(self, library_id: int, items: list[RawItem], seen_at: datetime) -> None:
+    async def _write(
+        self,
+        library_id: int,
+        items: list[RawItem],
+        parsed: dict[str, MediaItem | InvalidItem],
+        seen_at: datetime,
+    ) -> None:
         size = self.options.chunk_size
         for start in range(0, len(items), size):
-            await self.db.run(self._write_chunk, library_id, items[start : start + size], seen_at)
+            chunk = items[start : start + size]
+            await self.db.run(self._write_chunk, library_id, chunk, parsed, seen_at)
 
-    def _write_chunk(self, library_id: int, chunk: list[RawItem], seen_at: datetime) -> None:
+    def _write_chunk(
+        self,
+        library_id: int,
+        chunk: list[RawItem],
+        parsed: dict[str, MediaItem | InvalidItem],
+        seen_at: datetime,
+    ) -> None:
         """On the database thread: one transaction, counted as soon as it commits (so an
         interrupted run still reports what it wrote)."""
+
+        def parse(raw: RawItem) -> MediaItem | InvalidItem:
+            return parsed.get(raw.digest) or self.source.parse(raw)
+
         with self.engine.begin() as conn:
-            counts = self.writer.upsert_chunk(conn, library_id, chunk, self.source.parse, seen_at)
+            counts = self.writer.upsert_chunk(conn, library_id, chunk, parse, seen_at)
         self.result.add(counts)
+        # While chunks are mostly new (a first sync), parse on the event loop's thread as pages
+        # arrive, in parallel with this thread's writing; once they are mostly unchanged (a
+        # re-sync), leave parsing to the writer, which skips the unchanged items.
+        self.eager = counts.inserted + counts.updated > counts.unchanged
         for item in counts.invalid:
             self.reporter.item_skipped(self.result.name, item)
 
