@@ -232,3 +232,16 @@ def test_lock_of_a_killed_run_does_not_block_the_next(database_url, fake, engine
     assert count_media(engine) == 104
     statuses = [r.status for r in runs(engine)]
     assert statuses == ["abandoned", "ok"], "the killed run is marked, not left running"
+
+
+def test_slow_server_times_out_and_is_retried_then_named(cli, fake, engine, tmp_path):
+    config = tmp_path / "impatient.toml"
+    config.write_text("[sync]\ntimeout_s = 0.2\nretries = 1\nbackoff_s = 0.01\n")
+    fake.faults = Faults(latency_s=0.5)
+    out = cli("sync", "--config", str(config))
+    assert out.exit_code == 1
+    assert "did not answer GET /Items after 2 attempts: ReadTimeout" in out.stderr
+    assert count_media(engine) == 0
+    fake.faults = Faults(latency_s=0.05)  # slow, but inside the timeout: completes
+    assert cli("sync", "--config", str(config)).exit_code == 0
+    assert count_media(engine) == 104
