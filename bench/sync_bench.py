@@ -75,8 +75,8 @@ async def _read_all(url: str, keep: int) -> list[MediaItem]:
     async with open_source(server, SyncConfig(page_size=1000)) as source:
         library = (await source.libraries())[0]
         async for page in source.pages(library):
-            wanted = keep - len(items)
-            items.extend(i for i in page.items[:wanted] if isinstance(i, MediaItem))
+            parsed = (source.parse(raw) for raw in page.items[: keep - len(items)])
+            items.extend(i for i in parsed if isinstance(i, MediaItem))
     return items
 
 
@@ -230,6 +230,7 @@ def bench_database(kind: str, args: argparse.Namespace, urls: dict[str, str], sl
             naive.append(naive_rate(db_url, slice_))
     result = {k: statistics.median(v) for k, v in runs.items()}
     result["naive"] = statistics.median(naive)
+    assert result["naive"] > 0 and len(slice_) == args.slice, "the naive baseline wrote nothing"
     result["statements_per_1000"] = statements / seen * 1000
     result["runs"] = runs
     return result
