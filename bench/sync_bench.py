@@ -283,6 +283,8 @@ def render(results: dict[str, dict], args: argparse.Namespace) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         "",
+        *targets(results),
+        "",
         f"Every run (items/s): {spread}.",
         "",
         "Reproduce: `python bench/sync_bench.py` "
@@ -290,6 +292,35 @@ def render(results: dict[str, dict], args: argparse.Namespace) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+TARGETS = (  # (database, figure, at least, label) from issue 2
+    ("postgresql", "initial", 8_000, "PostgreSQL initial >= 8,000 items/s"),
+    ("postgresql", "resync", 30_000, "PostgreSQL unchanged re-sync >= 30,000 items/s"),
+    ("sqlite", "initial", 15_000, "SQLite initial >= 15,000 items/s"),
+)
+
+
+def targets(results: dict[str, dict]) -> list[str]:
+    """One line per target of the issue: the figure and whether it was met."""
+    lines = ["Targets:"]
+    for kind, key, floor, label in TARGETS:
+        if kind in results:
+            value = results[kind][key]
+            lines.append(f"- {label}: {value:,.0f} ({'met' if value >= floor else 'missed'})")
+    for kind, r in results.items():
+        ratio = r["initial"] / r["naive"]
+        lines.append(
+            f"- {kind} >= 15x the naive baseline: {ratio:.0f}x "
+            f"({'met' if ratio >= 15 else 'missed'})"
+        )
+        growth = r["rss_big"] / r["rss_small"] - 1
+        ok = r["rss_big"] <= 150 and growth <= 0.15
+        lines.append(
+            f"- {kind} peak RSS <= 150 MB and within 15%: {r['rss_big']:.0f} MB, "
+            f"{growth:+.0%} ({'met' if ok else 'missed'})"
+        )
+    return lines
 
 
 def write_section(path: Path, section: str) -> None:
