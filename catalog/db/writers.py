@@ -9,6 +9,7 @@ statement over unnest()ed arrays instead of one round trip per row. Callers own 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,7 +53,7 @@ def writer_for(dialect_name: str) -> ChunkWriter:
     return PostgresChunkWriter() if dialect_name == "postgresql" else SqliteChunkWriter()
 
 
-class ChunkWriter:
+class ChunkWriter(ABC):
     """Upserts a chunk of one library's items on (library, external id), by content digest."""
 
     def upsert_chunk(
@@ -137,16 +138,19 @@ class ChunkWriter:
 
     # The bulk steps, per dialect.
 
+    @abstractmethod
     def insert_media(
         self, conn: Connection, library_id: int, items: list[MediaItem], seen_at: datetime
     ) -> dict[str, int]:
-        raise NotImplementedError
+        """Insert new items; their ids by external id."""
 
+    @abstractmethod
     def update_media(
         self, conn: Connection, items: list[MediaItem], ids: dict[str, int], seen_at: datetime
     ) -> None:
-        raise NotImplementedError
+        """Rewrite changed items (`ids`: their catalog ids by external id)."""
 
+    @abstractmethod
     def insert_links(
         self,
         conn: Connection,
@@ -154,7 +158,7 @@ class ChunkWriter:
         genres: list[GenreRow],
         taglines: list[TaglineRow],
     ) -> None:
-        raise NotImplementedError
+        """Insert server-origin links of items whose old links are gone."""
 
 
 class SqliteChunkWriter(ChunkWriter):
