@@ -47,9 +47,3 @@ def finish_run(
         # With fewer than `keep` runs the subquery is NULL and nothing is deleted.
         oldest_kept = select(RUN.c.id).order_by(RUN.c.id.desc()).offset(keep - 1).limit(1)
         conn.execute(delete(RUN).where(RUN.c.id < oldest_kept.scalar_subquery()))
-
-
-def recent_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(RUN).order_by(RUN.c.id.desc()).limit(limit)).mappings()
-        return [dict(r) for r in rows]

@@ -386,7 +386,3 @@ def _arrays(
 def _unnest(columns: Sequence[str]) -> str:
     arrays = ", ".join(f"%({c})s::{_PG_TYPES[c]}[]" for c in columns)
     return f"unnest({arrays}) AS s({', '.join(columns)})"
-
-
-def _select_list(columns: Sequence[str]) -> str:
-    return ", ".join(f"s.{c}::json" if c == "provider_ids" else f"s.{c}" for c in columns)
