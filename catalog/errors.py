@@ -5,6 +5,7 @@
     ├── DatabaseError            the catalog database cannot be reached or used
     ├── LockHeld                 another run of the same job holds its lock (exit 75)
     ├── MassDeleteRefused        a full sync would mark too much of a library missing
+    ├── RulesError               a tag rule (rules file or command line) is invalid (exit 2)
     ├── Interrupted              SIGINT / SIGTERM arrived (exit 130 / 143)
     └── SourceError              the media server failed us
         ├── SourceUnreachable    connection refused, DNS, timeouts after every retry
@@ -43,6 +44,12 @@ class LockHeld(CatalogError):
 
 class MassDeleteRefused(CatalogError):
     """A full sync would mark more of a library missing than the configured share allows."""
+
+
+class RulesError(CatalogError):
+    """A tag rule is invalid: a rules-file line, a cycle, or a rename of a tag that isn't there."""
+
+    exit_code = 2
 
 
 class Interrupted(CatalogError):

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from catalog import __version__
-from catalog.cli import db, sync
+from catalog.cli import db, sync, tags
 from catalog.cli.common import EXIT_CODES_HELP, stdout
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.registered_commands += sync.app.registered_commands
 app.add_typer(db.app, name="db")
 # media commands (issue 5) are registered below this line
 # tags commands (issue 4) are registered below this line
+app.add_typer(tags.app, name="tags")
 
 
 def main() -> None:
