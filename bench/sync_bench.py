@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from naive_baseline import write_naively
+from report import write_section
 
 from catalog.config import ServerConfig, SyncConfig
 from catalog.db.engine import create_catalog_engine
@@ -40,6 +41,7 @@ from catalog.sources.connect import open_source
 from catalog.sync import SyncOptions, SyncReport, register_library, register_server, run_sync
 
 TOKEN = "bench-token"
+HEADER = "## `catalog sync` (issue 2)"
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = os.environ.get(
     "CATALOG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -115,7 +117,7 @@ class CommandRun:
     summary: dict[str, Any]
 
 
-def run_command(db_url: str, server_url: str, *args: str) -> CommandRun:
+def run_command(db_url: str, server_url: str) -> CommandRun:
     """`catalog sync --json` as a user runs it: process wall time, the sync's own duration
     (what it reports), and the process's peak RSS."""
     env = {
@@ -124,7 +126,7 @@ def run_command(db_url: str, server_url: str, *args: str) -> CommandRun:
     }  # fmt: skip
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "catalog", "sync", "--json", "--quiet", *args],
+        [sys.executable, "-m", "catalog", "sync", "--json", "--quiet"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     peak = {"kib": 0}
@@ -263,7 +265,7 @@ def render(results: dict[str, dict], args: argparse.Namespace) -> str:
         for kind, r in results.items()
     )
     lines = [
-        "## `catalog sync` (issue 2)",
+        HEADER,
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; PostgreSQL 15 on the same "
         f"machine. {args.items:,} items (5 tags, 3 genres, 1 tagline, ~300-character overview) "
@@ -323,19 +325,6 @@ def targets(results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md, keeping the others."""
-    header = "## `catalog sync` (issue 2)"
-    text_ = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if header in text_:
-        start = text_.index(header)
-        end = text_.find("\n## ", start + len(header))
-        text_ = text_[:start] + section + (text_[end + 1 :] if end != -1 else "")
-    else:
-        text_ = text_.rstrip("\n") + "\n\n" + section
-    path.write_text(text_)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
@@ -356,7 +345,7 @@ def main() -> None:
             results[kind] = bench_database(kind, args, urls, slice_)
             print(json.dumps({kind: results[kind]}, indent=1), file=sys.stderr)
     section = render(results, args)
-    write_section(Path(args.out), section)
+    write_section(Path(args.out), HEADER, section)
     print(section)
 
 

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# Run as `python bench/tags_bench.py`: its own folder is on sys.path.
+from report import write_section
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
@@ -462,18 +464,6 @@ def misses(results: dict[str, dict], startup: float) -> list[str]:
     ]
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md, keeping the others."""
-    text_ = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if HEADER in text_:
-        start = text_.index(HEADER)
-        end = text_.find("\n## ", start + len(HEADER))
-        text_ = text_[:start] + section + (text_[end + 1 :] if end != -1 else "")
-    else:
-        text_ = text_.rstrip("\n") + "\n\n" + section
-    path.write_text(text_)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -497,7 +487,7 @@ def main() -> None:
     finally:
         catalogs.close()
         rules.unlink(missing_ok=True)
-    write_section(Path(args.out), section)
+    write_section(Path(args.out), HEADER, section)
     print(section)
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy import Connection, Engine, and_, case, delete, func, select, update
 
 from catalog.aio import DbThread, prefetch
 from catalog.config import ServerConfig
@@ -320,14 +320,12 @@ def mark_missing(
     """After a full pass: items not seen get `missing_since` (or are deleted with prune).
     Refuses when that would hit more than the allowed share of the library."""
     unseen = (MEDIA.c.library_id == library_id, MEDIA.c.last_seen_at != seen_at)
-    present = conn.execute(
-        select(func.count()).where(
+    unseen_listed = case((and_(*unseen, MEDIA.c.missing_since.is_(None)), 1), else_=0)
+    present, newly = conn.execute(
+        select(func.count(), func.coalesce(func.sum(unseen_listed), 0)).where(
             MEDIA.c.library_id == library_id, MEDIA.c.missing_since.is_(None)
         )
-    ).scalar_one()
-    newly = conn.execute(
-        select(func.count()).where(*unseen, MEDIA.c.missing_since.is_(None))
-    ).scalar_one()
+    ).one()
     if present and newly > options.mass_delete_share * present and not options.allow_mass_delete:
         raise MassDeleteRefused(
             f"library {name!r}: refusing to mark {newly} of {present} items missing "

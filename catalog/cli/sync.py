@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Annotated, Any
 
 import platformdirs
@@ -103,10 +104,7 @@ def _run_sync(
             )
 
     try:
-        if isinstance(reporter, RichReporter):
-            with reporter:
-                run_interruptible(job)
-        else:
+        with reporter if isinstance(reporter, RichReporter) else nullcontext():
             run_interruptible(job)
     finally:
         _render_sync(report, json_out, quiet)
