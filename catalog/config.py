@@ -18,6 +18,7 @@ from catalog.errors import ConfigError
 
 APP_NAME = "catalog"
 SERVER_KINDS = ("jellyfin", "emby")
+TAGGER_KINDS = ("tunabrain", "openai")
 MiB = 1024 * 1024
 
 
@@ -57,6 +58,58 @@ class SyncConfig:
 
 
 @dataclass(frozen=True)
+class TaggerConfig:
+    """Where the tagging service is and how hard `catalog retag` may press it."""
+
+    url: str = ""
+    kind: str = "tunabrain"
+    token: str = field(default="", repr=False)
+    model: str = ""
+    rate: float = 2.0
+    burst: int = 0  # 0: a tenth of a second's worth of calls, at least 1
+    concurrency: int = 4
+    older_than: str = "30d"
+    timeout_s: float = 60.0
+    retries: int = 4
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
+    existing_tags: int = 200
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
+    breaker_max_opens: int = 3
+    batch_size: int = 100
+    flush_s: float = 2.0
+    max_answer_bytes: int = 1 * MiB
+
+    @property
+    def effective_burst(self) -> int:
+        return self.burst or max(1, round(self.rate / 10))
+
+    @property
+    def older_than_s(self) -> float:
+        return parse_duration(self.older_than, "tagger.older_than")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, name: str) -> float:
+    """Seconds in `7d`, `12h`, `90m`, `3600s` or a bare number of seconds."""
+    value, unit = text.strip(), "s"
+    if value and value[-1].lower() in _UNITS:
+        value, unit = value[:-1], value[-1].lower()
+    try:
+        seconds = float(value) * _UNITS[unit]
+    except ValueError:
+        raise ConfigError(
+            f"{name}: {text!r} is not a duration (examples: 30d, 12h, 90m, 3600s)"
+        ) from None
+    if seconds < 0:
+        raise ConfigError(f"{name}: must not be negative (got {text!r})")
+    return seconds
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a command needs to know, resolved from file, environment and flags."""
 
@@ -64,6 +117,7 @@ class Settings:
     servers: Mapping[str, ServerConfig] = field(default_factory=dict)
     default_server: str | None = None
     sync: SyncConfig = field(default_factory=SyncConfig)
+    tagger: TaggerConfig = field(default_factory=TaggerConfig)
     keep_runs: int = 500
     config_path: Path | None = None
 
@@ -103,6 +157,7 @@ def load_settings(
     settings = _apply_env(settings, env)
     settings = _apply_overrides(settings, {k: v for k, v in overrides.items() if v is not None})
     _check_sync(settings.sync, where)
+    _check_tagger(settings.tagger, where)
     return settings
 
 
@@ -130,13 +185,18 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _from_mapping(raw: dict[str, Any], where: str, path: Path | None) -> Settings:
-    top = {"database_url": str, "default_server": str, "sync": dict, "servers": dict, "runs": dict}
+    top = {
+        "database_url": str, "default_server": str, "sync": dict, "servers": dict, "runs": dict,
+        "tagger": dict,
+    }  # fmt: skip
     _check_keys(raw, top, where, "")
     sync_raw = raw.get("sync", {})
     sync = SyncConfig(**_typed(sync_raw, _field_types(SyncConfig), where, "sync."))
+    tagger_raw = raw.get("tagger", {})
+    tagger = TaggerConfig(**_typed(tagger_raw, _field_types(TaggerConfig), where, "tagger."))
     runs = _typed(raw.get("runs", {}), {"keep": int}, where, "runs.")
     servers = {name: _server(name, table, where) for name, table in raw.get("servers", {}).items()}
-    settings = Settings(servers=servers, sync=sync, config_path=path)
+    settings = Settings(servers=servers, sync=sync, tagger=tagger, config_path=path)
     if "database_url" in raw:
         settings = replace(settings, database_url=_typed(raw, top, where, "")["database_url"])
     if "default_server" in raw:
@@ -180,6 +240,26 @@ def _check_sync(sync: SyncConfig, where: str) -> None:
         raise ConfigError(f"{where}: sync.mass_delete_share: must be in (0, 1]")
     if sync.retries < 0:
         raise ConfigError(f"{where}: sync.retries: must not be negative")
+
+
+def _check_tagger(tagger: TaggerConfig, where: str) -> None:
+    if tagger.kind not in TAGGER_KINDS:
+        raise ConfigError(
+            f"{where}: tagger.kind: must be one of {', '.join(TAGGER_KINDS)} (got {tagger.kind!r})"
+        )
+    if tagger.kind == "openai" and not tagger.model:
+        raise ConfigError(f"{where}: tagger.model: required for the openai kind")
+    if tagger.url and not tagger.url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: tagger.url: must start with http:// or https://")
+    positive = ("rate", "concurrency", "timeout_s", "batch_size", "flush_s", "max_answer_bytes",
+                "breaker_failures", "breaker_max_opens")  # fmt: skip
+    for name in positive:
+        if getattr(tagger, name) <= 0:
+            raise ConfigError(f"{where}: tagger.{name}: must be greater than 0")
+    for name in ("burst", "retries", "existing_tags", "breaker_cooldown_s"):
+        if getattr(tagger, name) < 0:
+            raise ConfigError(f"{where}: tagger.{name}: must not be negative")
+    tagger.older_than_s  # noqa: B018 -- parses, raising ConfigError naming the setting
 
 
 def _field_types(cls: type) -> dict[str, type]:
@@ -232,19 +312,27 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
     }
     for var, name in sync_env.items():
         if env.get(var):
-            settings = _set_sync(settings, name, env[var], var)
+            settings = _set_from_env(settings, "sync", name, env[var], var)
+    for name in ("url", "kind", "token", "model", "rate", "concurrency"):
+        var = f"CATALOG_TAGGER_{name.upper()}"
+        if env.get(var):
+            settings = _set_from_env(settings, "tagger", name, env[var], var)
+    if older := env.get("CATALOG_RETAG_OLDER_THAN"):
+        var = "CATALOG_RETAG_OLDER_THAN"
+        settings = _set_from_env(settings, "tagger", "older_than", older, var)
     if any(env.get(var) for var in ENV_SERVER):
         settings = _env_server(settings, env)
     return settings
 
 
-def _set_sync(settings: Settings, name: str, text: str, var: str) -> Settings:
-    kind = _field_types(SyncConfig)[name]
+def _set_from_env(settings: Settings, section: str, name: str, text: str, var: str) -> Settings:
+    config = getattr(settings, section)
+    kind = _field_types(type(config))[name]
     try:
         value = kind(text)
     except ValueError:
         raise ConfigError(f"{var}: must be {_type_name(kind)} (got {text!r})") from None
-    return replace(settings, sync=replace(settings.sync, **{name: value}))
+    return replace(settings, **{section: replace(config, **{name: value})})
 
 
 def _env_server(settings: Settings, env: Mapping[str, str]) -> Settings:
@@ -275,6 +363,14 @@ def _apply_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
         settings = replace(settings, default_server=overrides.pop("server"))
     sync_fields = {f.name for f in fields(SyncConfig)}
     sync_changes = {k: overrides.pop(k) for k in list(overrides) if k in sync_fields}
+    tagger_changes = {
+        k.removeprefix("tagger_"): overrides.pop(k) for k in list(overrides)
+        if k.startswith("tagger_")
+    }  # fmt: skip
     if overrides:
         raise TypeError(f"unknown setting overrides: {sorted(overrides)}")
-    return replace(settings, sync=replace(settings.sync, **sync_changes))
+    return replace(
+        settings,
+        sync=replace(settings.sync, **sync_changes),
+        tagger=replace(settings.tagger, **tagger_changes),
+    )

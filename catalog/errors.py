@@ -7,10 +7,15 @@
     ├── MassDeleteRefused        a full sync would mark too much of a library missing
     ├── RulesError               a tag rule (rules file or command line) is invalid (exit 2)
     ├── Interrupted              SIGINT / SIGTERM arrived (exit 130 / 143)
-    └── SourceError              the media server failed us
-        ├── SourceUnreachable    connection refused, DNS, timeouts after every retry
-        ├── SourceAuthError      the server refused the token (401 / 403)
-        └── SourceResponseError  bad status after retries, undecodable or oversized answer
+    ├── SourceError              the media server failed us
+    │   ├── SourceUnreachable    connection refused, DNS, timeouts after every retry
+    │   ├── SourceAuthError      the server refused the token (401 / 403)
+    │   └── SourceResponseError  bad status after retries, undecodable or oversized answer
+    └── TaggerError              the tagging service failed us
+        ├── TaggerAuthError      the service refused the token (401 / 403): the run stops
+        ├── TaggerCallFailed     one item's call failed after every retry (the item fails)
+        │   └── MalformedAnswer  the service answered, but not with tags (the item fails)
+        └── CircuitOpen          too many calls failed in a row, too often: the run stops (exit 3)
 
 Messages are single lines meant for a user; they never contain a secret.
 """
@@ -78,3 +83,25 @@ class SourceAuthError(SourceError):
 
 class SourceResponseError(SourceError):
     """The media server answered with an error status, undecodable JSON or an oversized page."""
+
+
+class TaggerError(CatalogError):
+    """The tagging service could not tag what we asked it to."""
+
+
+class TaggerAuthError(TaggerError):
+    """The tagging service refused the token."""
+
+
+class TaggerCallFailed(TaggerError):
+    """One item's call failed after every retry: the item fails, the run goes on."""
+
+
+class MalformedAnswer(TaggerCallFailed):
+    """The tagging service answered, but not with tags; retrying would not help."""
+
+
+class CircuitOpen(TaggerError):
+    """The tagging service kept failing: the run stopped dispatching, keeping what it tagged."""
+
+    exit_code = 3

@@ -178,7 +178,8 @@ class MediaTagline(Base):
 
 
 class ProcessRun(Base):
-    """The last run of a per-item process (e.g. tagging) for one item."""
+    """The last run of a per-item process (e.g. tagging) for one item: when it last ran and how
+    that went, when it last succeeded, and the item's content hash it succeeded on."""
 
     __tablename__ = "process_run"
     __table_args__ = (NO_ROWID,)
@@ -188,6 +189,9 @@ class ProcessRun(Base):
     )
     process: Mapped[str] = mapped_column(String(40), primary_key=True)
     last_run_at: Mapped[datetime]
+    # The last run that succeeded: a failed retry must not make a freshly tagged item overdue,
+    # nor hide that an item was never tagged.
+    last_success_at: Mapped[datetime | None]
     input_hash: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)

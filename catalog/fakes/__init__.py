@@ -6,14 +6,19 @@ module twice (runpy warns when a package has already imported the module it is a
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-__all__ = ["FakeLibrary", "FakeMediaServer", "Faults", "ItemShape", "RecordedRequest"]
+_MODULES = {
+    "FakeLibrary": "media_server", "FakeMediaServer": "media_server", "Faults": "media_server",
+    "ItemShape": "media_server", "RecordedRequest": "media_server",
+    "FakeTagger": "tagger", "TaggerFaults": "tagger",
+}  # fmt: skip
+__all__ = list(_MODULES)
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from catalog.fakes import media_server
-
-        return getattr(media_server, name)
+    if name in _MODULES:
+        module = importlib.import_module(f"catalog.fakes.{_MODULES[name]}")
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

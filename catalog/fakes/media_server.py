@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import contextlib
 import copy
 import functools
 import hashlib
@@ -22,20 +21,18 @@ import json
 import random
 import re
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import islice
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, urlsplit
+
+from catalog.fakes.loopback import LoopbackServer, Reply
 
 __all__ = ["FakeLibrary", "FakeMediaServer", "Faults", "ItemShape", "RecordedRequest", "main"]
 
-JSON_TYPE = "application/json; charset=utf-8"
 UNKNOWN_DATE = "0001-01-01T00:00:00.0000000Z"
 TICKS_PER_SECOND = 10_000_000
 LIBRARY_TYPES = {"movies": frozenset({"Movie"}), "tvshows": frozenset({"Series", "Episode"})}
@@ -159,13 +156,6 @@ class RecordedRequest:
     headers: dict[str, str]
 
 
-class _Response(NamedTuple):
-    status: int
-    body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = ()
-    drop: bool = False  # send half the body, then close
-
-
 class _BadRequest(Exception):
     pass
 
@@ -206,8 +196,10 @@ class _Sequence(NamedTuple):
     checkpoints: list[int]
 
 
-class FakeMediaServer:
+class FakeMediaServer(LoopbackServer):
     """A fake Jellyfin (or Emby) server on loopback; see the module docstring."""
+
+    server_name = "Kestrel"
 
     def __init__(
         self,
@@ -242,11 +234,7 @@ class FakeMediaServer:
         self._series_name = functools.lru_cache(maxsize=1024)(self._series_title)
         self.faults = faults or Faults()
         self.requests: list[RecordedRequest] = []
-        self.url = ""
-        self._host, self._port = host, port
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
+        super().__init__(host, port)
 
     @staticmethod
     def _make_states(libraries: list[FakeLibrary]) -> dict[str, _LibState]:
@@ -273,45 +261,10 @@ class FakeMediaServer:
         self._items_requests = 0
         self._fault_rng = random.Random(f"{self.seed}:faults")
 
-    def start(self) -> FakeMediaServer:
-        """Bind and serve in a daemon thread."""
-        if self._httpd is None:
-            self._httpd = _Server((self._host, self._port), self)
-            host, port = self._httpd.server_address[:2]
-            self.url = f"http://{host}:{port}"
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close open keep-alive connections."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):  # the client may have closed it already
-                conn.shutdown(socket.SHUT_RDWR)
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeMediaServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _track(self, conn: socket.socket, *, open_: bool) -> None:
-        with self._lock:
-            if open_:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
+    def respond(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> Reply:
+        return self._handle(RecordedRequest(method, path, query, headers))
 
     # -- the library, as tests see it --------------------------------------------------------
 
@@ -532,7 +485,7 @@ class FakeMediaServer:
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    def _handle(self, request: RecordedRequest) -> _Response:
+    def _handle(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)
         if request.method != "GET":
@@ -541,7 +494,7 @@ class FakeMediaServer:
         if path == "/system/info/public":
             return _json_response(self._public_info())
         if not self._authorized(request.headers):
-            return _Response(401)  # Jellyfin answers 401 with an empty body
+            return Reply(401)  # Jellyfin answers 401 with an empty body
         query = {k.lower(): v for k, v in request.query.items()}
         routes = {
             "/library/virtualfolders": self._virtual_folders,
@@ -591,13 +544,13 @@ class FakeMediaServer:
         user_id = hashlib.md5(f"fake-user:{self.seed}".encode()).hexdigest()
         return {"Name": "fake", "ServerId": self.server_id, "Id": user_id}
 
-    def _single_item(self, item_id: str) -> _Response:
+    def _single_item(self, item_id: str) -> Reply:
         found = self._find_item(item_id)
         if found is None:
             return _error(404, "Item not found")
-        return _Response(200, self._item_json(*found))
+        return Reply(200, self._item_json(*found))
 
-    def _items_response(self, query: dict[str, str]) -> _Response:
+    def _items_response(self, query: dict[str, str]) -> Reply:
         faults = self._faults
         with self._lock:
             self._items_requests += 1
@@ -614,7 +567,7 @@ class FakeMediaServer:
             return _error(400, str(exc))
         if len(body) < faults.oversize_bytes:
             body = _pad(body, faults.oversize_bytes)
-        return _Response(200, body, drop=_every(faults.drop_every, number))
+        return Reply(200, body, drop=_every(faults.drop_every, number))
 
     def _items_body(self, query: dict[str, str]) -> bytes:
         st = self._parent(query.get("parentid"))
@@ -645,73 +598,6 @@ class FakeMediaServer:
         raise _BadRequest(f"unknown ParentId {parent_id!r}")
 
 
-# -- HTTP server plumbing ----------------------------------------------------------------------
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # benchmarks open many connections at once
-
-    def __init__(self, address: tuple[str, int], fake: FakeMediaServer) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as clients expect of a real server
-    server_version = "Kestrel"
-    sys_version = ""
-    timeout = 60  # an idle keep-alive connection is dropped after this long
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes; without NODELAY, Nagle plus delayed ACKs
-        # would stall every keep-alive response by ~40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.fake._track(self.connection, open_=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.fake._track(self.connection, open_=False)
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # tests and benchmarks want a quiet server
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)  # drain, so the next request on this connection parses
-        split = urlsplit(self.path)
-        query = dict(parse_qsl(split.query, keep_blank_values=True))
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        request = RecordedRequest(self.command, split.path, query, headers)
-        self._write(self.server.fake._handle(request))
-
-    def _write(self, response: _Response) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", JSON_TYPE)
-        self.send_header("Content-Length", str(len(response.body)))
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command == "HEAD":
-            return
-        if response.drop:
-            # Promise the full length, deliver half, hang up: a dropped connection mid-body.
-            self.wfile.write(response.body[: len(response.body) // 2])
-            self.close_connection = True
-        else:
-            self.wfile.write(response.body)
-
-
 # -- helpers -----------------------------------------------------------------------------------
 
 
@@ -723,12 +609,12 @@ def _encode(value: Any) -> bytes:
     return _ENCODER.encode(value).encode("utf-8")
 
 
-def _json_response(value: Any) -> _Response:
-    return _Response(200, _encode(value))
+def _json_response(value: Any) -> Reply:
+    return Reply(200, _encode(value))
 
 
-def _error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> _Response:
-    return _Response(status, _encode({"Message": message}), headers)
+def _error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    return Reply(status, _encode({"Message": message}), headers)
 
 
 def _every(n: int, number: int) -> bool:
@@ -737,7 +623,7 @@ def _every(n: int, number: int) -> bool:
 
 def _injected_failure(
     faults: Faults, number: int, query: dict[str, str], unlucky: bool
-) -> _Response | None:
+) -> Reply | None:
     """The fault answer for /Items request `number`, or None to answer normally."""
     start = query.get("startindex", "0")
     if start.isdigit() and int(start) in faults.fail_start_indexes:

@@ -1,0 +1,145 @@
+"""An HTTP/1.1 keep-alive server on loopback, serving in a daemon thread: the plumbing every
+fake shares. A fake subclasses `LoopbackServer` and answers `respond`."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple, Self
+from urllib.parse import parse_qsl, urlsplit
+
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+class Reply(NamedTuple):
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    drop: bool = False  # send half the body, then close
+
+
+class LoopbackServer:
+    """Serves `respond` on `host:port` (port 0: any free one); `url` is set by `start`."""
+
+    server_name = "fake"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.url = ""
+        self._host, self._port = host, port
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def respond(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> Reply:
+        """The answer to one request; header names are lower-cased. Runs on a server thread."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Bind and serve in a daemon thread."""
+        if self._httpd is None:
+            self._httpd = _Server((self._host, self._port), self)
+            host, port = self._httpd.server_address[:2]
+            self.url = f"http://{host}:{port}"
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close open keep-alive connections."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):  # the client may have closed it already
+                conn.shutdown(socket.SHUT_RDWR)
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _track(self, conn: socket.socket, *, open_: bool) -> None:
+        with self._connections_lock:
+            if open_:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # benchmarks open many connections at once
+
+    def __init__(self, address: tuple[str, int], app: LoopbackServer) -> None:
+        self.app = app
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as clients expect of a real server
+    sys_version = ""
+    timeout = 60  # an idle keep-alive connection is dropped after this long
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle plus delayed ACKs
+        # would stall every keep-alive response by ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.app._track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.app._track(self.connection, open_=False)
+
+    def version_string(self) -> str:
+        return self.server.app.server_name
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # tests and benchmarks want a quiet server
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        # Always drain the body, so the next request on this connection parses.
+        body = self.rfile.read(length) if length else b""
+        split = urlsplit(self.path)
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self._write(self.server.app.respond(self.command, split.path, query, headers, body))
+
+    def _write(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", JSON_TYPE)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        if reply.drop:
+            # Promise the full length, deliver half, hang up: a dropped connection mid-body.
+            self.wfile.write(reply.body[: len(reply.body) // 2])
+            self.close_connection = True
+        else:
+            self.wfile.write(reply.body)

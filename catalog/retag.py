@@ -1,0 +1,507 @@
+"""`catalog retag`: find the overdue items in one query, tag them through the rate-limited async
+client, and write the answers back in batches.
+
+Selection streams keyset batches of ONE statement each: items joined to their `tagging`
+process run, with their genres and tags aggregated per row. Calls run on `concurrency`
+workers; answers are written by a single writer task on the database thread, one transaction
+per batch (`batch_size` answers or `flush_s` seconds, whichever comes first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from catalog.aio import DbThread
+from catalog.db.locks import job_lock, lock_key
+from catalog.db.models import (
+    Genre,
+    Library,
+    Media,
+    MediaGenre,
+    MediaTag,
+    MediaTagline,
+    ProcessRun,
+    Tag,
+)
+from catalog.db.writers import resolve_tags
+from catalog.errors import CircuitOpen, MalformedAnswer, TaggerCallFailed, TaggerError
+from catalog.runs import FAILED, INTERRUPTED, OK, PARTIAL, RUNNING, finish_run, start_run, utcnow
+from catalog.tagging import TagAnswer, TagRequest
+from catalog.tagging.client import TaggerClient, TaggerStats
+
+log = logging.getLogger(__name__)
+
+MEDIA, LIBRARY, RUN_ROW = Media.__table__, Library.__table__, ProcessRun.__table__
+TAG, MEDIA_TAG, TAGLINE = Tag.__table__, MediaTag.__table__, MediaTagline.__table__
+GENRE, MEDIA_GENRE = Genre.__table__, MediaGenre.__table__
+PROCESS = "tagging"
+TAGGER_ORIGIN = "tagger"
+SELECT_BATCH = 1000
+LOCK_SCOPE = "catalog"  # retag works on the catalog, not on one server
+
+
+# -- selection ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which items a retag takes: overdue ones (never tagged, or last tagged before
+    `older_than_s` ago; with `changed`, also those changed since), or all with `force`.
+    Items the server no longer lists are never taken."""
+
+    older_than_s: float = 30 * 86400
+    libraries: tuple[str, ...] = ()
+    changed: bool = False
+    force: bool = False
+    limit: int | None = None
+
+
+def _overdue_where(selection: Selection, now: datetime) -> list[Any]:
+    where: list[Any] = [MEDIA.c.missing_since.is_(None)]
+    if selection.libraries:
+        names = [name.casefold() for name in selection.libraries]
+        where.append(func.lower(LIBRARY.c.name).in_(names))
+    if not selection.force:
+        cutoff = now - timedelta(seconds=selection.older_than_s)
+        overdue = [RUN_ROW.c.last_success_at.is_(None), RUN_ROW.c.last_success_at < cutoff]
+        if selection.changed:
+            overdue.append(RUN_ROW.c.input_hash.is_distinct_from(MEDIA.c.content_hash))
+        where.append(or_(*overdue))
+    return where
+
+
+def _joined(query: Any) -> Any:
+    tagging = and_(RUN_ROW.c.media_id == MEDIA.c.id, RUN_ROW.c.process == PROCESS)
+    return query.select_from(
+        MEDIA.join(LIBRARY, LIBRARY.c.id == MEDIA.c.library_id).outerjoin(RUN_ROW, tagging)
+    )
+
+
+def count_overdue(conn: Connection, selection: Selection, now: datetime) -> int:
+    """How many items a retag with `selection` would take (before its limit)."""
+    query = _joined(select(func.count())).where(*_overdue_where(selection, now))
+    return conn.execute(query).scalar_one()
+
+
+def _names(conn: Connection, link: Any, names: Any, key: Any) -> Any:
+    """The names linked to each media row, as one JSON array per row (correlated, indexed)."""
+    if conn.dialect.name == "postgresql":
+        agg = func.json_agg(aggregate_order_by(names.c.name, names.c.name))
+    else:
+        agg = func.json_group_array(names.c.name)
+    joined = link.join(names, names.c.id == key)
+    return select(agg).select_from(joined).where(link.c.media_id == MEDIA.c.id).scalar_subquery()
+
+
+def select_overdue(
+    conn: Connection, selection: Selection, now: datetime, after_id: int, limit: int
+) -> list[TagRequest]:
+    """The next `limit` overdue items after `after_id`, in id order, with what the tagging
+    service is told about them: one statement."""
+    genres = _names(conn, MEDIA_GENRE, GENRE, MEDIA_GENRE.c.genre_id)
+    tags = _names(conn, MEDIA_TAG, TAG, MEDIA_TAG.c.tag_id)
+    columns = (
+        MEDIA.c.id, MEDIA.c.name, MEDIA.c.content_hash, MEDIA.c.overview,
+        MEDIA.c.official_rating, MEDIA.c.critic_rating, MEDIA.c.community_rating,
+        MEDIA.c.runtime_s, genres.label("genres"), tags.label("tags"),
+    )  # fmt: skip
+    query = (
+        _joined(select(*columns))
+        .where(MEDIA.c.id > after_id, *_overdue_where(selection, now))
+        .order_by(MEDIA.c.id)
+        .limit(limit)
+    )
+    return [_request(row) for row in conn.execute(query)]
+
+
+def _request(row: Any) -> TagRequest:
+    return TagRequest(
+        media_id=row.id,
+        title=row.name,
+        input_hash=row.content_hash,
+        description=row.overview,
+        genres=_name_list(row.genres),
+        rating=row.official_rating,
+        critical_rating=row.critic_rating,
+        audience_rating=row.community_rating,
+        duration_minutes=round(row.runtime_s / 60) if row.runtime_s else None,
+        current_tags=_name_list(row.tags),
+    )
+
+
+def _name_list(value: Any) -> tuple[str, ...]:
+    # PostgreSQL hands back a decoded list (or None); SQLite a JSON text.
+    names = json.loads(value) if isinstance(value, str) else value or []
+    return tuple(sorted(set(names)))
+
+
+def iter_overdue(
+    engine: Engine, selection: Selection, now: datetime, batch: int = SELECT_BATCH
+) -> Iterator[list[TagRequest]]:
+    """Every item `selection` takes, in keyset batches (one short transaction each)."""
+    after, left = 0, selection.limit
+    while left is None or left > 0:
+        size = batch if left is None else min(batch, left)
+        with engine.connect() as conn:
+            requests = select_overdue(conn, selection, now, after, size)
+        if not requests:
+            return
+        yield requests
+        after = requests[-1].media_id
+        left = None if left is None else left - len(requests)
+        if len(requests) < size:
+            return
+
+
+def most_used_tags(conn: Connection, limit: int) -> list[str]:
+    """The catalog's `limit` most used tag names: the vocabulary the service should reuse."""
+    if limit <= 0:
+        return []
+    query = (
+        select(TAG.c.name)
+        .join(MEDIA_TAG, MEDIA_TAG.c.tag_id == TAG.c.id)
+        .group_by(TAG.c.id, TAG.c.name)
+        .order_by(func.count().desc(), TAG.c.name)
+        .limit(limit)
+    )
+    return list(conn.execute(query).scalars())
+
+
+# -- write-back ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One item's result: an answer, or the reason it failed."""
+
+    request: TagRequest
+    answer: TagAnswer | None = None
+    error: str | None = None
+
+
+@dataclass
+class WriteCounts:
+    tagged: int = 0
+    failed: int = 0
+    gone: int = 0  # deleted from the catalog while its call was out
+
+
+def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> WriteCounts:
+    """Write one batch of outcomes in the caller's transaction, in a fixed number of
+    statements: an answered item's tagger tags and taglines are replaced (its server tags
+    untouched) and its run recorded as a success on the hash it was sent with; a failed item's
+    run records the error and keeps its last success, so it stays overdue."""
+    _guard_vocabulary(conn)
+    present = _present_ids(conn, [o.request.media_id for o in outcomes])
+    kept = [o for o in outcomes if o.request.media_id in present]
+    answered = [o for o in kept if o.answer is not None]
+    failed = [o for o in kept if o.answer is None]
+    _replace_tagger_links(conn, answered)
+    _record_runs(conn, answered, failed, now)
+    return WriteCounts(len(answered), len(failed), len(outcomes) - len(kept))
+
+
+def _guard_vocabulary(conn: Connection) -> None:
+    """Tag ids are resolved in one statement and linked in a later one: a merge committed in
+    between would orphan the links. `catalog tags` holds the normalize lock while it changes
+    tags; hold it shared for this transaction. On SQLite the write lock taken first does it."""
+    if conn.dialect.name == "postgresql":
+        key = lock_key("normalize", LOCK_SCOPE)
+        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": key})
+    elif not conn.connection.driver_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _present_ids(conn: Connection, ids: list[int]) -> set[int]:
+    """Which items still exist, locked against a concurrent prune until this commits."""
+    query = select(MEDIA.c.id).where(MEDIA.c.id.in_(ids))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    return set(conn.execute(query).scalars())
+
+
+def _replace_tagger_links(conn: Connection, answered: list[Outcome]) -> None:
+    if not answered:
+        return
+    ids = [o.request.media_id for o in answered]
+    for table in (MEDIA_TAG, TAGLINE):
+        conn.execute(
+            delete(table).where(table.c.media_id.in_(ids), table.c.origin == TAGGER_ORIGIN)
+        )
+    names = {t for o in answered for t in o.answer.tags}  # type: ignore[union-attr]
+    tag_ids = resolve_tags(conn, names)
+    links = {
+        (o.request.media_id, tag_ids[t])
+        for o in answered
+        for t in o.answer.tags
+        if tag_ids[t]  # type: ignore[union-attr]
+    }
+    if links:
+        rows = [{"media_id": m, "tag_id": t, "origin": TAGGER_ORIGIN} for m, t in sorted(links)]
+        conn.execute(_insert(conn, MEDIA_TAG).on_conflict_do_nothing(), rows)
+    taglines = [
+        {"media_id": o.request.media_id, "origin": TAGGER_ORIGIN, "position": n, "text": line}
+        for o in answered
+        for n, line in enumerate(o.answer.taglines)  # type: ignore[union-attr]
+    ]
+    if taglines:
+        conn.execute(TAGLINE.insert(), taglines)
+
+
+def _record_runs(
+    conn: Connection, answered: list[Outcome], failed: list[Outcome], now: datetime
+) -> None:
+    ok_rows = [
+        {"media_id": o.request.media_id, "process": PROCESS, "last_run_at": now,
+         "last_success_at": now, "input_hash": o.request.input_hash, "status": OK, "error": None}
+        for o in answered
+    ]  # fmt: skip
+    failed_rows = [
+        {"media_id": o.request.media_id, "process": PROCESS, "last_run_at": now,
+         "last_success_at": None, "input_hash": None, "status": FAILED, "error": o.error}
+        for o in failed
+    ]  # fmt: skip
+    for rows, updated in ((ok_rows, _SUCCESS_COLUMNS), (failed_rows, _FAILURE_COLUMNS)):
+        if rows:
+            stmt = _insert(conn, RUN_ROW)
+            changes = {name: stmt.excluded[name] for name in updated}
+            conn.execute(stmt.on_conflict_do_update(index_elements=_RUN_KEY, set_=changes), rows)
+
+
+_RUN_KEY = ["media_id", "process"]
+_SUCCESS_COLUMNS = ("last_run_at", "last_success_at", "input_hash", "status", "error")
+_FAILURE_COLUMNS = ("last_run_at", "status", "error")  # the last success stays on record
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+# -- a run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RetagReport:
+    """The outcome of one `catalog retag`, filled in as it goes."""
+
+    status: str = RUNNING
+    selected: int = 0
+    tagged: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    duration_s: float = 0.0
+    run_id: int | None = None
+    error: str | None = None
+    failures: dict[str, int] = field(default_factory=dict)  # reason → items, for the log
+    started: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for internal in ("started", "failures"):
+            data.pop(internal)
+        return data
+
+
+class Progress(Protocol):
+    """Where progress goes: a bar, log lines, or nowhere."""
+
+    def started(self, total: int) -> None: ...
+
+    def advanced(self, count: int) -> None: ...
+
+
+class NoProgress:
+    def started(self, total: int) -> None:
+        pass
+
+    def advanced(self, count: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class WriteBatching:
+    """When answers are written: every `size` answers or `every_s` seconds."""
+
+    size: int = 100
+    every_s: float = 2.0
+
+
+async def run_retag(
+    engine: Engine,
+    client: TaggerClient,
+    selection: Selection,
+    report: RetagReport,
+    progress: Progress | None = None,
+    batching: WriteBatching | None = None,
+    keep_runs: int = 500,
+) -> RetagReport:
+    """Retag what `selection` takes under the retag lock, recording the run. Whatever stops
+    it (the breaker, a refused token, a signal), answers already received are written."""
+    progress = progress or NoProgress()
+    with job_lock(engine, "retag", LOCK_SCOPE), DbThread() as db:
+        now = utcnow()
+        report.run_id = await db.run(start_run, engine, "retag", None)
+        try:
+            report.selected = await db.run(_selected_count, engine, selection, now)
+            progress.started(report.selected)
+            existing = await db.run(_in_conn, engine, most_used_tags, client.config.existing_tags)
+            run = _Run(engine, db, client, report, progress, batching or WriteBatching())
+            await run.go(selection, now, existing)
+            report.status = _status(report)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            report.status, report.error = INTERRUPTED, "interrupted"
+            raise
+        except Exception as exc:
+            report.status, report.error = FAILED, str(exc) or type(exc).__name__
+            raise
+        finally:
+            _finish_report(report, client.stats)
+            counts = report.as_dict()
+            await db.run(
+                finish_run, engine, report.run_id, report.status, counts, report.error, keep_runs
+            )
+    return report
+
+
+def _selected_count(engine: Engine, selection: Selection, now: datetime) -> int:
+    with engine.connect() as conn:
+        total = count_overdue(conn, selection, now)
+    return total if selection.limit is None else min(total, selection.limit)
+
+
+def _in_conn(engine: Engine, fn: Any, *args: Any) -> Any:
+    with engine.connect() as conn:
+        return fn(conn, *args)
+
+
+def _status(report: RetagReport) -> str:
+    if report.error:  # the breaker gave up: what was tagged stays, the rest waits
+        return PARTIAL
+    return PARTIAL if report.failed or report.skipped else OK
+
+
+def _finish_report(report: RetagReport, stats: TaggerStats) -> None:
+    report.retries, report.rate_limited = stats.retries, stats.rate_limited
+    report.skipped = max(report.selected - report.tagged - report.failed, 0)
+    report.duration_s = round(time.monotonic() - report.started, 3)
+    for reason, count in sorted(report.failures.items(), key=lambda kv: -kv[1])[:5]:
+        log.warning("%d item(s) failed: %s", count, reason)
+
+
+class _Run:
+    """One run's moving parts: a feeder, `concurrency` callers and one writer."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        db: DbThread,
+        client: TaggerClient,
+        report: RetagReport,
+        progress: Progress,
+        batching: WriteBatching,
+    ) -> None:
+        self.engine, self.db, self.client = engine, db, client
+        self.report, self.progress, self.batching = report, progress, batching
+        workers = client.config.concurrency
+        self.todo: asyncio.Queue[TagRequest | None] = asyncio.Queue(maxsize=2 * workers)
+        self.done: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        self.stop: BaseException | None = None
+
+    async def go(self, selection: Selection, now: datetime, existing: list[str]) -> None:
+        writer = asyncio.create_task(self._write_loop())
+        callers = [
+            asyncio.create_task(self._call_loop(existing))
+            for _ in range(self.client.config.concurrency)
+        ]
+        try:
+            await self._feed(selection, now, len(callers))
+            await asyncio.gather(*callers)
+        finally:
+            # Cancelled or not, what was answered is written before the run ends.
+            for task in callers:
+                task.cancel()
+            await asyncio.gather(*callers, return_exceptions=True)
+            self.done.put_nowait(None)
+            await asyncio.shield(writer)
+        if isinstance(self.stop, CircuitOpen):
+            self.report.error = str(self.stop)
+        elif self.stop is not None:
+            raise self.stop
+
+    async def _feed(self, selection: Selection, now: datetime, callers: int) -> None:
+        async for batch in self._batches(selection, now):
+            for request in batch:
+                if self.stop is not None:
+                    break
+                await self.todo.put(request)
+        for _ in range(callers):
+            await self.todo.put(None)
+
+    async def _batches(self, selection: Selection, now: datetime) -> AsyncIterator[list]:
+        batches = iter_overdue(self.engine, selection, now)
+        while self.stop is None:
+            batch = await self.db.run(next, batches, None)
+            if batch is None:
+                return
+            yield batch
+
+    async def _call_loop(self, existing: list[str]) -> None:
+        while (request := await self.todo.get()) is not None:
+            if self.stop is not None:
+                continue  # drain, so the feeder is never stuck on a full queue
+            try:
+                answer = await self.client.tag(request, existing)
+            except (MalformedAnswer, TaggerCallFailed) as exc:
+                self.done.put_nowait(Outcome(request, error=str(exc)))
+            except TaggerError as exc:  # the breaker gave up, or the service refused us
+                self.stop = self.stop or exc
+            else:
+                self.done.put_nowait(Outcome(request, answer))
+
+    async def _write_loop(self) -> None:
+        batch: list[Outcome] = []
+        deadline = None
+        finished = False
+        while not finished:
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
+            try:
+                outcome = await asyncio.wait_for(self.done.get(), timeout)
+            except TimeoutError:
+                outcome = ...
+            if outcome is None:
+                finished = True
+            elif outcome is not ...:
+                batch.append(outcome)
+                deadline = deadline or time.monotonic() + self.batching.every_s
+            due = outcome is ... or len(batch) >= self.batching.size
+            if batch and (due or finished):
+                await self._write(batch)
+                batch, deadline = [], None
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        counts = await self.db.run(_write_batch, self.engine, batch)
+        self.report.tagged += counts.tagged
+        self.report.failed += counts.failed
+        for outcome in batch:
+            if outcome.error:
+                self.report.failures[outcome.error] = self.report.failures.get(outcome.error, 0) + 1
+        self.progress.advanced(len(batch))
+
+
+def _write_batch(engine: Engine, batch: list[Outcome]) -> WriteCounts:
+    with engine.begin() as conn:
+        return write_outcomes(conn, batch, utcnow())

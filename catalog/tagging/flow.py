@@ -1,0 +1,126 @@
+"""Pacing shared by every worker of a run: a token-bucket rate limiter that Retry-After pauses
+and 429s slow down, and a circuit breaker that stops dispatching to a failing service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from catalog.errors import CircuitOpen
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+RECOVERY_STEPS = 20  # successes to climb back from a slow-down to the configured rate, per halving
+
+
+class RateLimiter:
+    """At most `burst` + `rate`·t calls start in any t seconds, across all workers.
+
+    Callers queue on one lock, so they are served in arrival order and a Retry-After pause
+    holds every one of them. A rate-limit answer halves the rate (down to an eighth of the
+    configured one); each success then raises it by a twentieth of the configured rate.
+    """
+
+    def __init__(self, rate: float, burst: int = 1, clock: Clock = time.monotonic) -> None:
+        self.configured = self.rate = float(rate)
+        self.burst = max(int(burst), 1)
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._stamp = clock()
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait for the right to start one call."""
+        async with self._lock:
+            while True:
+                now = self._clock()
+                if now < self._paused_until:
+                    await asyncio.sleep(self._paused_until - now)
+                    continue
+                self._refill(now)
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+
+    def pause(self, seconds: float) -> None:
+        """Start no call for `seconds` (a Retry-After), whichever worker was told."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def slow_down(self) -> None:
+        self._refill(self._clock())
+        self.rate = max(self.rate / 2, self.configured / 8)
+
+    def recover(self) -> None:
+        if self.rate < self.configured:
+            self._refill(self._clock())
+            self.rate = min(self.configured, self.rate + self.configured / RECOVERY_STEPS)
+
+    def _refill(self, now: float) -> None:
+        # Time spent paused earns tokens too, but never more than a burst.
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+
+class CircuitBreaker:
+    """Counts calls that failed after every retry. `threshold` in a row open the circuit for
+    `cooldown_s`, then one trial call decides: success closes it, failure opens it again. Once
+    it has opened more than `max_opens` times the service is given up on: `admit` raises
+    CircuitOpen and the run stops dispatching."""
+
+    TRIAL_POLL_S = 0.05
+
+    def __init__(
+        self, threshold: int, cooldown_s: float, max_opens: int, clock: Clock = time.monotonic
+    ) -> None:
+        self.threshold, self.cooldown_s, self.max_opens = threshold, cooldown_s, max_opens
+        self.opens = 0
+        self._clock = clock
+        self._failures = 0
+        self._open_until: float | None = None
+        self._trial_out = False
+        self._last_reason = ""
+
+    @property
+    def given_up(self) -> bool:
+        return self.opens > self.max_opens
+
+    async def admit(self) -> None:
+        """Wait until a call may go out."""
+        while True:
+            if self.given_up:
+                raise CircuitOpen(
+                    f"the tagging service failed {self.threshold} calls in a row, "
+                    f"{self.opens} times; stopped calling it (last: {self._last_reason})"
+                )
+            if self._open_until is None:
+                return
+            wait = self._open_until - self._clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif not self._trial_out:
+                self._trial_out = True
+                return
+            else:
+                await asyncio.sleep(self.TRIAL_POLL_S)
+
+    def success(self) -> None:
+        self._failures, self._open_until, self._trial_out = 0, None, False
+
+    def failure(self, reason: str = "") -> None:
+        self._failures += 1
+        self._last_reason = reason or "no detail"
+        closed_and_over = self._open_until is None and self._failures >= self.threshold
+        if self._trial_out or closed_and_over:
+            self._trial_out = False
+            self.opens += 1
+            self._open_until = self._clock() + self.cooldown_s
+            if not self.given_up:
+                log.warning(
+                    "the tagging service failed %d calls in a row: pausing %.0f s",
+                    self._failures, self.cooldown_s,
+                )  # fmt: skip
