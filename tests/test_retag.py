@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TOKEN
 from sqlalchemy import Engine, event, select, text, update
 
 from catalog.db.models import Media, MediaTag, MediaTagline, ProcessRun, Run, Tag, TagAlias
@@ -454,7 +453,7 @@ def test_interrupted_run_keeps_what_was_answered_and_a_rerun_finishes_exactly_on
     while sum(tagger.log.answered.values()) < 12 and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=30)
+    _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr.decode()
     assert b"interrupted" in stderr
     first = tagger_tags(engine)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from catalog.errors import CircuitOpen
@@ -14,6 +15,9 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 RECOVERY_STEPS = 20  # successes to climb back from a slow-down to the configured rate, per halving
+# A call starts a little after we let it go (and arrives later still): keep every window this
+# much longer than a second within rate + burst, so the server counts within it too.
+WINDOW_SLACK_S = 0.1
 
 
 class RateLimiter:
@@ -22,16 +26,21 @@ class RateLimiter:
     Callers queue on one lock, so they are served in arrival order and a Retry-After pause
     holds every one of them. A rate-limit answer halves the rate (down to an eighth of the
     configured one); each success then raises it by a twentieth of the configured rate.
+    The bucket alone bounds the starts in any second by burst + rate; the log of recent
+    starts keeps that bound over a slightly longer window, which absorbs scheduling jitter.
     """
 
     def __init__(self, rate: float, burst: int = 1, clock: Clock = time.monotonic) -> None:
         self.configured = self.rate = float(rate)
         self.burst = max(int(burst), 1)
         self._clock = clock
-        self._tokens = float(self.burst)
-        self._stamp = clock()
+        # Empty until the first call: a burst is earned by idling between calls. Starting full
+        # would put a burst on top of the rate while connections are still being opened.
+        self._tokens = 0.0
+        self._stamp: float | None = None
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
+        self._starts: deque[float] = deque(maxlen=int(self.configured) + self.burst)
 
     async def acquire(self) -> None:
         """Wait for the right to start one call."""
@@ -42,10 +51,15 @@ class RateLimiter:
                     await asyncio.sleep(self._paused_until - now)
                     continue
                 self._refill(now)
-                if self._tokens >= 1:
+                window_full = len(self._starts) == self._starts.maxlen
+                if window_full and now < self._starts[0] + 1 + WINDOW_SLACK_S:
+                    await asyncio.sleep(self._starts[0] + 1 + WINDOW_SLACK_S - now)
+                elif self._tokens >= 1:
                     self._tokens -= 1
+                    self._starts.append(now)
                     return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+                else:
+                    await asyncio.sleep((1 - self._tokens) / self.rate)
 
     def pause(self, seconds: float) -> None:
         """Start no call for `seconds` (a Retry-After), whichever worker was told."""
@@ -62,7 +76,8 @@ class RateLimiter:
 
     def _refill(self, now: float) -> None:
         # Time spent paused earns tokens too, but never more than a burst.
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        elapsed = 0.0 if self._stamp is None else now - self._stamp
+        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
         self._stamp = now
 
 

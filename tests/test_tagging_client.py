@@ -1,0 +1,250 @@
+"""The tagging client's parts on their own: pacing, the breaker, answer validation, retries
+(through httpx.MockTransport, so every status and transport error is exact)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from catalog.config import ConfigError, TaggerConfig, load_settings
+from catalog.errors import CircuitOpen, MalformedAnswer, TaggerAuthError, TaggerCallFailed
+from catalog.tagging import TagAnswer, TagRequest
+from catalog.tagging.backends import OpenAICompatible, Tunabrain, decode_answer
+from catalog.tagging.client import TaggerClient
+from catalog.tagging.flow import CircuitBreaker, RateLimiter
+
+REQUEST = TagRequest(media_id=7, title="Night Train", input_hash="abc", genres=("Drama",))
+
+
+# -- pacing -------------------------------------------------------------------------------------
+
+
+def test_rate_limiter_spaces_calls_after_the_burst() -> None:
+    async def go() -> list[float]:
+        limiter = RateLimiter(rate=50, burst=5)
+        await limiter.acquire()  # the bucket starts empty: a burst is earned by idling
+        await asyncio.sleep(0.2)  # long enough to earn the whole burst, and no more
+        stamps = []
+        for _ in range(25):
+            await limiter.acquire()
+            stamps.append(time.monotonic())
+        return stamps
+
+    stamps = asyncio.run(go())
+    assert stamps[4] - stamps[0] < 0.02  # the burst goes at once
+    assert stamps[-1] - stamps[0] >= (25 - 5) / 50 * 0.95
+
+
+def test_a_pause_holds_every_caller_and_the_rate_halves_then_recovers() -> None:
+    async def go() -> tuple[float, float]:
+        limiter = RateLimiter(rate=100, burst=1)
+        limiter.pause(0.3)
+        limiter.slow_down()
+        assert limiter.rate == 50
+        start = time.monotonic()
+        await asyncio.gather(*(limiter.acquire() for _ in range(3)))
+        for _ in range(3):
+            limiter.slow_down()
+        assert limiter.rate == 100 / 8  # a floor, so a bad spell never stalls the run
+        for _ in range(40):
+            limiter.recover()
+        return time.monotonic() - start, limiter.rate
+
+    waited, rate = asyncio.run(go())
+    assert waited >= 0.3
+    assert rate == 100
+
+
+def test_breaker_opens_after_consecutive_failures_then_gives_up() -> None:
+    async def go() -> list[str]:
+        breaker = CircuitBreaker(threshold=2, cooldown_s=0.05, max_opens=1)
+        events = []
+        await breaker.admit()
+        breaker.failure("HTTP 500")
+        breaker.success()  # a success in between resets the count
+        breaker.failure("HTTP 500")
+        await breaker.admit()
+        breaker.failure("HTTP 500")  # two in a row: open
+        start = time.monotonic()
+        await breaker.admit()  # the trial call, after the cool-down
+        events.append(f"trial after {time.monotonic() - start >= 0.05}")
+        breaker.failure("HTTP 502")  # the trial failed: opened a second time, over max_opens
+        try:
+            await breaker.admit()
+        except CircuitOpen as exc:
+            events.append(str(exc))
+        return events
+
+    trial, given_up = asyncio.run(go())
+    assert trial == "trial after True"
+    assert "stopped calling it" in given_up and "HTTP 502" in given_up
+
+
+def test_a_successful_trial_closes_the_breaker() -> None:
+    async def go() -> int:
+        breaker = CircuitBreaker(threshold=1, cooldown_s=0.01, max_opens=1)
+        breaker.failure("x")
+        await breaker.admit()
+        breaker.success()
+        for _ in range(5):
+            await breaker.admit()  # closed: no waiting, no giving up
+        return breaker.opens
+
+    assert asyncio.run(go()) == 1
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "tags", "taglines"),
+    [
+        (b'["noir", " heist ", "", "noir"]', ("noir", "heist"), ()),
+        (b'{"tags": ["a"], "taglines": ["One line."]}', ("a",), ("One line.",)),
+        (b'{"tags": [], "extra": 1}', (), ()),
+        (json.dumps({"tags": ["x" * 201, "ok"]}).encode(), ("ok",), ()),
+    ],
+    ids=["bare-list-cleaned", "object-with-taglines", "empty-and-unknown-keys", "overlong-tag"],
+)
+def test_valid_answers(body: bytes, tags: tuple[str, ...], taglines: tuple[str, ...]) -> None:
+    assert decode_answer(body, "the answer") == TagAnswer(tags, taglines)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not json", b'{"tags": "noir"}', b"[1, 2]", b'{"labels": []}', b"null"],
+    ids=["empty", "not-json", "tags-not-a-list", "not-strings", "no-tags-key", "null"],
+)
+def test_malformed_answers_raise_with_a_reason(body: bytes) -> None:
+    with pytest.raises(MalformedAnswer, match="the answer is not tags"):
+        decode_answer(body, "the answer")
+
+
+def test_openai_answer_in_a_fenced_message_and_its_request_shape() -> None:
+    backend = OpenAICompatible("local")
+    content = '```json\n{"tags": ["space_opera"], "taglines": []}\n```'
+    body = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+    assert backend.parse(body.encode()) == TagAnswer(("space_opera",))
+    with pytest.raises(MalformedAnswer, match="no message content"):
+        backend.parse(b'{"choices": []}')
+    payload = backend.payload(REQUEST, ["noir"])
+    assert payload["model"] == "local"
+    assert payload["response_format"]["type"] == "json_schema"
+    sent = json.loads(payload["messages"][-1]["content"])
+    assert sent["media"]["title"] == "Night Train" and sent["existing_tags"] == ["noir"]
+
+
+def test_tunabrain_request_follows_the_contract() -> None:
+    payload = Tunabrain().payload(REQUEST, ["noir"])
+    assert set(payload["media"]) == {
+        "id", "title", "description", "genres", "rating", "critical_rating",
+        "audience_rating", "duration_minutes", "current_tags",
+    }  # fmt: skip
+    assert payload["media"]["id"] == "7" and payload["existing_tags"] == ["noir"]
+
+
+# -- retries, through a mock transport ----------------------------------------------------------
+
+
+def _client(handler: Any, **config: Any) -> TaggerClient:
+    settings = {"url": "http://tagger.test", "rate": 1000.0, "retries": 3, "backoff_s": 0.001,
+                "backoff_max_s": 0.002, **config}  # fmt: skip
+    return TaggerClient(TaggerConfig(**settings), transport=httpx.MockTransport(handler))
+
+
+def _tag(client: TaggerClient) -> TagAnswer:
+    async def go() -> TagAnswer:
+        async with client:
+            return await client.tag(REQUEST, [])
+
+    return asyncio.run(go())
+
+
+def test_5xx_and_timeouts_are_retried_then_succeed() -> None:
+    answers = iter([httpx.ReadTimeout("slow"), 503, 502, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        body = {"tags": ["ok"]} if answer == 200 else {"error": "busy"}
+        return httpx.Response(answer, json=body)
+
+    client = _client(handler)
+    assert _tag(client) == TagAnswer(("ok",))
+    assert (client.stats.requests, client.stats.retries) == (4, 3)
+
+
+def test_retries_are_capped_and_a_4xx_is_not_retried() -> None:
+    calls = []
+
+    def always(status: int) -> Any:
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls.append(status)
+            return httpx.Response(status, json={})
+
+        return handler
+
+    with pytest.raises(TaggerCallFailed, match="HTTP 500 after 4 attempts"):
+        _tag(_client(always(500)))
+    assert calls == [500] * 4
+    calls.clear()
+    with pytest.raises(TaggerCallFailed, match="HTTP 422"):
+        _tag(_client(always(422)))
+    assert calls == [422]
+    with pytest.raises(TaggerAuthError, match="refused the token"):
+        _tag(_client(always(401), token="t0ken"))
+
+
+def test_the_token_is_sent_as_a_bearer_header_never_in_the_url() -> None:
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=["a"])
+
+    _tag(_client(handler, token="t0ken"))
+    assert seen[0].headers["authorization"] == "Bearer t0ken"
+    assert "t0ken" not in str(seen[0].url)
+    assert seen[0].url.path == "/tags"
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+def test_tagger_settings_from_file_environment_and_flags(tmp_path: Any) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[tagger]\nurl = "http://t:1"\nrate = 5\nolder_than = "7d"\n')
+    env = {"CATALOG_TAGGER_CONCURRENCY": "16", "CATALOG_TAGGER_TOKEN": "tok"}
+    settings = load_settings(path, env=env, tagger_rate=9.0)
+    tagger = settings.tagger
+    assert (tagger.url, tagger.rate, tagger.concurrency, tagger.token) == ("http://t:1", 9.0, 16,
+                                                                          "tok")  # fmt: skip
+    assert tagger.older_than_s == 7 * 86400 and tagger.effective_burst == 1
+    assert "tok" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        ('[tagger]\nkind = "gpt"\n', {}, "tagger.kind: must be one of tunabrain, openai"),
+        ('[tagger]\nkind = "openai"\n', {}, "tagger.model: required for the openai kind"),
+        ('[tagger]\nolder_than = "soon"\n', {}, "'soon' is not a duration"),
+        ('[tagger]\nrate = 0\n', {}, "tagger.rate: must be greater than 0"),
+        ("", {"CATALOG_TAGGER_RATE": "fast"}, "CATALOG_TAGGER_RATE: must be a number"),
+        ('[tagger]\nurl = "tagger:80"\n', {}, "tagger.url: must start with http"),
+    ],
+    ids=["kind", "openai-model", "duration", "rate", "env-rate", "url"],
+)
+def test_bad_tagger_settings_name_the_culprit(
+    tmp_path: Any, toml: str, env: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, env=env)
