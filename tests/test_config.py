@@ -130,3 +130,15 @@ def test_bad_server_environment_names_the_variable():
     env = {"CATALOG_SERVER_URL": "http://x", "CATALOG_SERVER_KIND": "plex"}
     with pytest.raises(ConfigError, match="CATALOG_SERVER_KIND: must be one of jellyfin, emby"):
         load_settings(env=env)
+
+
+def test_the_readme_config_example_loads(tmp_path: Path) -> None:
+    """The documented config file is a valid one, with every key the code knows."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "config.toml"
+    path.write_text(example)
+    settings = load_settings(path, env={})
+    assert settings.tagger.url == "http://tunabrain.lan:8000"
+    assert settings.tagger.older_than_s == 30 * 86400
+    assert set(settings.servers) == {"home", "cabin"}

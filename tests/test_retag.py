@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, select, text, update
 
+from catalog.db.locks import job_lock
 from catalog.db.models import Media, MediaTag, MediaTagline, ProcessRun, Run, Tag, TagAlias
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
 from catalog.retag import (
@@ -475,3 +476,10 @@ def test_request_carries_what_the_contract_names(retag: Any, engine: Engine) -> 
         (request,) = select_overdue(conn, Selection(), datetime.now(UTC), 0, 1)
     assert isinstance(request, TagRequest)
     assert request.title and request.input_hash
+
+
+def test_a_second_retag_while_one_runs_exits_75(retag: Any, engine: Engine) -> None:
+    with job_lock(engine, "retag", "catalog"):
+        out = retag("--limit", "1")
+    assert out.exit_code == 75 and "retag" in out.stderr
+    assert runs_by_status(engine) == {}

@@ -69,8 +69,8 @@ def test_breaker_opens_after_consecutive_failures_then_gives_up() -> None:
         breaker.success()  # a success in between resets the count
         breaker.failure("HTTP 500")
         await breaker.admit()
-        breaker.failure("HTTP 500")  # two in a row: open
         start = time.monotonic()
+        breaker.failure("HTTP 500")  # two in a row: open
         await breaker.admit()  # the trial call, after the cool-down
         events.append(f"trial after {time.monotonic() - start >= 0.05}")
         breaker.failure("HTTP 502")  # the trial failed: opened a second time, over max_opens
