@@ -23,8 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,10 +31,10 @@ import httpx
 
 # Run as `python bench/retag_bench.py`: its own folder is on sys.path.
 from report import write_section
-from sqlalchemy import Engine, event, text
+from sqlalchemy import text
 from sync_bench import TOKEN, database, fake_server, machine
 
-from catalog.db.engine import create_catalog_engine
+from catalog.db.engine import create_catalog_engine, recorded_statements
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
 from catalog.retag import Selection, iter_overdue
 
@@ -153,20 +151,6 @@ def predecessor(db_url: str, items: int) -> float:
 # -- selection ----------------------------------------------------------------------------------
 
 
-@contextmanager
-def counting(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def half_tagged(db_url: str) -> None:
     """Every even item tagged a day ago: the odd half is overdue."""
     engine = create_catalog_engine(db_url)
@@ -188,7 +172,7 @@ def selection(db_url: str, repeat: int) -> dict[str, Any]:
     engine = create_catalog_engine(db_url)
     times, selected, statements = [], 0, 0
     for _ in range(repeat):
-        with counting(engine) as seen:
+        with recorded_statements(engine) as seen:
             start = time.perf_counter()
             selected = sum(len(b) for b in iter_overdue(engine, Selection(), datetime.now(UTC)))
             times.append(time.perf_counter() - start)

@@ -9,14 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select, text, update
+from sqlalchemy import Engine, select, text, update
 
+from catalog.db.engine import recorded_statements
 from catalog.db.locks import job_lock
 from catalog.db.models import Media, MediaTag, MediaTagline, ProcessRun, Run, Tag, TagAlias
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
@@ -86,6 +86,12 @@ def tagger_tags(engine: Engine) -> dict[int, set[str]]:
     return found
 
 
+def server_tag_ids(engine: Engine, media_id: int) -> set[int]:
+    where = (MEDIA_TAG.c.media_id == media_id, MEDIA_TAG.c.origin == "server")
+    with engine.connect() as conn:
+        return set(conn.execute(select(MEDIA_TAG.c.tag_id).where(*where)).scalars())
+
+
 def runs_by_status(engine: Engine) -> dict[str, int]:
     query = select(PROCESS_RUN.c.status, PROCESS_RUN.c.media_id)
     counts: dict[str, int] = {}
@@ -98,20 +104,6 @@ def runs_by_status(engine: Engine) -> dict[str, int]:
 def media_ids(engine: Engine) -> list[int]:
     with engine.connect() as conn:
         return list(conn.execute(select(MEDIA.c.id).order_by(MEDIA.c.id)).scalars())
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 # -- selection ----------------------------------------------------------------------------------
@@ -173,7 +165,7 @@ def test_selection_filters_by_library_and_stops_at_the_limit(retag: Any, engine:
 def test_selection_is_one_statement_per_batch_with_genres_and_tags(
     retag: Any, engine: Engine
 ) -> None:
-    with statements(engine) as seen:
+    with recorded_statements(engine) as seen:
         batches = list(iter_overdue(engine, Selection(), datetime.now(UTC), batch=25))
     assert sum(len(b) for b in batches) == ITEMS
     assert len(seen) == len(batches) == 5  # 25+25+25+25+4: the short batch ends the stream
@@ -202,7 +194,7 @@ def test_write_back_statements_do_not_grow_with_the_batch(retag: Any, engine: En
     counts = []
     for size in (5, 80):
         outcomes = _outcomes(engine, size)
-        with statements(engine) as seen, engine.begin() as conn:
+        with recorded_statements(engine) as seen, engine.begin() as conn:
             result = write_outcomes(conn, outcomes, datetime.now(UTC))
         assert result.tagged == size
         counts.append(len(seen))
@@ -213,12 +205,7 @@ def test_write_back_replaces_tagger_links_only_and_goes_through_aliases(
     retag: Any, engine: Engine
 ) -> None:
     request = _outcomes(engine, 1)[0].request
-    with engine.connect() as conn:
-        server_before = set(
-            conn.execute(select(MEDIA_TAG.c.tag_id).where(
-                MEDIA_TAG.c.media_id == request.media_id, MEDIA_TAG.c.origin == "server"
-            )).scalars()
-        )  # fmt: skip
+    server_before = server_tag_ids(engine, request.media_id)
     with engine.begin() as conn:
         conn.execute(TAG.insert(), [{"name": "film_noir"}])
         noir = conn.execute(select(TAG.c.id).where(TAG.c.name == "film_noir")).scalar_one()
@@ -232,12 +219,8 @@ def test_write_back_replaces_tagger_links_only_and_goes_through_aliases(
         with engine.begin() as conn:
             write_outcomes(conn, [outcome], datetime.now(UTC))
     assert tagger_tags(engine)[request.media_id] == {"film_noir", "Heist"}
+    server_after = server_tag_ids(engine, request.media_id)
     with engine.connect() as conn:
-        server_after = set(
-            conn.execute(select(MEDIA_TAG.c.tag_id).where(
-                MEDIA_TAG.c.media_id == request.media_id, MEDIA_TAG.c.origin == "server"
-            )).scalars()
-        )  # fmt: skip
         lines = conn.execute(
             select(TAGLINE.c.text).where(
                 TAGLINE.c.media_id == request.media_id, TAGLINE.c.origin == "tagger"

@@ -5,16 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, event, insert, select, text
+from sqlalchemy import Engine, insert, select, text
 
+from catalog.db.engine import recorded_statements
 from catalog.db.locks import job_lock
 from catalog.db.models import Library, Media, MediaTag, Run, Server, Tag, TagAlias
 from catalog.errors import DatabaseError, RulesError
@@ -114,21 +113,6 @@ def write_rules(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "tag-rules.csv"
     path.write_text(body, encoding="utf-8")
     return path
-
-
-@contextmanager
-def counting(engine: Engine) -> Iterator[list[str]]:
-    """Every statement sent to the database while the block runs (an executemany is one)."""
-    seen: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def apply(engine: Engine, plan: Plan):
@@ -467,7 +451,7 @@ def test_apply_issues_as_many_statements_for_1000_tags_as_for_10(engine):
         rules = {clean_tag(n): Rule(None, 1) for n in names if " Drop " in n}
         plan = plan_normalization(names, rules)
         assert len(plan.changes) == (10 if prefix == "Small" else 1000)
-        with counting(engine) as seen:
+        with recorded_statements(engine) as seen:
             apply(engine, plan)
         statements[prefix] = len(seen)
     assert statements["Small"] == statements["Large"] <= 15

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +83,19 @@ def check_connection(engine: Engine) -> None:
         raise DatabaseError(
             f"cannot open the catalog database {mask_url(engine.url)}: {reason}"
         ) from exc
+
+
+@contextmanager
+def recorded_statements(engine: Engine) -> Iterator[list[str]]:
+    """Every statement sent to the database while the block runs (an executemany is one): how
+    tests and benchmarks check that statements grow with batches, never with items."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
