@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from catalog import __version__
-from catalog.cli import db, sync, tags
+from catalog.cli import db, schedule, status, sync, tags
 from catalog.cli.common import EXIT_CODES_HELP, stdout
 
 app = typer.Typer(
@@ -25,6 +25,9 @@ app.add_typer(db.app, name="db")
 # media commands (issue 5) are registered below this line
 # tags commands (issue 4) are registered below this line
 app.add_typer(tags.app, name="tags")
+# schedule and status commands (issue 6)
+app.add_typer(schedule.app, name="schedule")
+app.registered_commands += status.app.registered_commands
 
 
 def main() -> None:
