@@ -170,7 +170,7 @@ def test_crontab_lines_parse_and_run_catalog_by_absolute_path(scheduled, tmp_pat
         assert argv[argv.index("--config") + 1] == str(scheduled.resolve())
         assert "--quiet" in argv and "flock" not in entry
     logs = CliRunner().invoke(app, [*args, "--log-dir", str(tmp_path)])
-    first = [line for line in logs.stdout.splitlines() if line.startswith("0 3")][0]
+    first = next(line for line in logs.stdout.splitlines() if line.startswith("0 3"))
     assert first.endswith(f">> {tmp_path}/catalog-sync.log 2>&1")
     assert "--log-format json" in first
 

@@ -107,7 +107,7 @@ def _run_sync(
     options: SyncOptions,
     json_out: bool,
     quiet: bool,
-    job: JobOutcome | None = None,
+    observed: JobOutcome | None = None,
 ) -> int:
     """Run one sync and render its summary, whatever the outcome."""
     engine = open_catalog(settings.database_url)
@@ -125,8 +125,8 @@ def _run_sync(
         with reporter if isinstance(reporter, RichReporter) else nullcontext():
             run_interruptible(job)
     finally:
-        if job is not None:
-            job.counts = report.run_counts()
+        if observed is not None:
+            observed.counts = report.run_counts()
         _render_sync(report, json_out, quiet)
         engine.dispose()
     if report.status == FAILED:  # a library failed without stopping the others
