@@ -382,3 +382,13 @@ def test_runner_help_documents_how_it_exits():
         assert out.exit_code == 0
     out = CliRunner().invoke(app, ["schedule", "run", "--help"], env={"COLUMNS": "200"})
     assert "143/130" in out.stdout
+
+
+def test_json_logs_carry_the_sync_summary_instead_of_a_table(cli):
+    out = cli("sync", "--log-format", "json")
+    assert out.exit_code == 0
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line is JSON: no table
+    summary = next(e["summary"] for e in entries if "summary" in e)
+    assert summary["status"] == "ok"
+    assert sum(lib["inserted"] for lib in summary["libraries"]) == 104

@@ -75,6 +75,11 @@ HealthcheckOpt = Annotated[
 ]  # fmt: skip
 
 
+def logs_are_json() -> bool:
+    """Whether setup_logging chose JSON lines (summaries then go out as log records too)."""
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+
+
 def setup_logging(quiet: bool, debug: bool, log_format: str = LogFormat.text) -> None:
     """One handler on stderr, its output redacted (see catalog.logs)."""
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from catalog.cli.common import (
     QuietOpt,
     ServerOpt,
     errors,
+    logs_are_json,
     open_catalog,
     print_json,
     setup_logging,
@@ -39,6 +41,7 @@ from catalog.runs import FAILED, PARTIAL
 from catalog.sources.connect import open_source
 from catalog.sync import SyncOptions, SyncReport, run_sync
 
+log = logging.getLogger(__name__)
 app = typer.Typer()
 
 
@@ -139,6 +142,11 @@ def _render_sync(report: SyncReport, json_out: bool, quiet: bool) -> None:
         print_json(report.as_dict())
         return
     if (quiet and report.status == "ok") or not report.libraries:
+        return
+    if logs_are_json():  # a table would be the only non-JSON lines on stderr
+        log.info(
+            "sync of %r: %s", report.server, report.status, extra={"summary": report.as_dict()}
+        )
         return
     table = Table(title=f"sync of {report.server!r}: {report.status} in {report.duration_s:.1f} s")
     columns = ("seen", "inserted", "updated", "unchanged", "skipped", "missing")
