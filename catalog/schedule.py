@@ -117,7 +117,8 @@ def crontab(schedule: Mapping[str, str], how: Invocation, log_dir: Path | None =
             argv = how.argv(job, "--log-format", "json")
             target = shlex.quote(str(log_dir / f"catalog-{job}.log"))
             command = f"{shlex.join(argv)} >> {target} 2>&1"
-        lines.append(f"{expression}  {command}")
+        # cron turns an unescaped % into a newline (stdin for the command)
+        lines.append(f"{expression}  {command.replace('%', chr(92) + '%')}")
     return "\n".join(lines) + "\n"
 
 

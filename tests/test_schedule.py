@@ -155,6 +155,22 @@ def test_schedule_shows_next_runs_and_the_last_run(scheduled, cli):
 CATALOG_EXE = str(Path(sys.executable).with_name("catalog"))
 
 
+def test_percent_signs_are_escaped_for_cron(tmp_path):
+    config = tmp_path / "100%"
+    config.mkdir()
+    path = write_config(config, '[schedule]\nsync = "0 3 * * *"\n')
+    out = CliRunner().invoke(app, ["schedule", "crontab", "--config", str(path)])
+    assert "100\\%/catalog.toml" in out.stdout and "100%" not in out.stdout
+
+
+def test_schedule_is_shown_when_the_catalog_is_unreachable(tmp_path):
+    url = "postgresql+psycopg://catalog:pw@127.0.0.1:9/catalog"
+    path = write_config(tmp_path, f'database_url = "{url}"\n[schedule]\nsync = "0 3 * * *"\n')
+    out = CliRunner().invoke(app, ["schedule", "--config", str(path), "--json"])
+    assert out.exit_code == 0
+    assert json.loads(out.stdout)["jobs"][0]["last_run"] is None
+
+
 def test_crontab_lines_parse_and_run_catalog_by_absolute_path(scheduled, tmp_path):
     args = ["schedule", "crontab", "--config", str(scheduled), "--executable", CATALOG_EXE]
     out = CliRunner().invoke(app, args)
@@ -499,8 +515,9 @@ def test_runner_carries_on_after_a_failing_job(database_url, fake, engine, tmp_p
 
 
 @pytest.mark.slow
-def test_sigterm_reaches_the_job_in_flight_which_records_the_interruption(
-    database_url, fake, engine, tmp_path
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_reaches_the_job_in_flight_which_records_the_interruption(
+    database_url, fake, engine, tmp_path, signum
 ):
     config = write_config(tmp_path, '[schedule]\nsync = "* * * * * *"\n')
     fake.faults = Faults(latency_s=0.3)
@@ -509,7 +526,7 @@ def test_sigterm_reaches_the_job_in_flight_which_records_the_interruption(
         wait_until(lambda: any(r.command == "sync" for r in runs(engine)))
         time.sleep(0.5)
     finally:
-        code = finish(proc)
-    assert code == 143
+        code = finish(proc, signum)
+    assert code == 128 + signum
     assert [r.status for r in runs(engine)] == ["interrupted"]
-    assert any("sync: interrupted (exit 143)" in m for m in runner_messages(lines))
+    assert any(f"sync: interrupted (exit {128 + signum})" in m for m in runner_messages(lines))
