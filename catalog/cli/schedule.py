@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from catalog.cli.common import (
@@ -94,7 +95,9 @@ def schedule(
             row["job"], row["schedule"], local.strftime("%Y-%m-%d %H:%M:%S %Z"),
             utc.strftime("%Y-%m-%d %H:%M:%S"), last_at, status,
         )  # fmt: skip
-    stdout.print(table)
+    # Piped, rich would squeeze the table into 80 columns and wrap the times.
+    console = stdout if stdout.is_terminal else Console(width=160, soft_wrap=True)
+    console.print(table)
 
 
 def scheduled_jobs(settings: Settings) -> dict[str, str]:

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from catalog.cli.common import (
@@ -91,4 +92,6 @@ def _render(runs: list[dict[str, Any]]) -> None:
             f"{items['seen']:,}", f"{items['written']:,}", f"{items['failed']:,}",
             run["error"] or "",
         )  # fmt: skip
-    stdout.print(table)
+    # Piped, rich would squeeze the table into 80 columns; a log line may be longer.
+    console = stdout if stdout.is_terminal else Console(width=160, soft_wrap=True)
+    console.print(table)
