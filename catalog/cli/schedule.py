@@ -85,11 +85,16 @@ def schedule(
     if json_out:
         print_json({"jobs": rows})
         return
-    table = Table("job", "schedule", "next run (local)", "next run (UTC)", "last run", "status")
+    table = Table(
+        "job", "schedule", "next run (local)", "next run (UTC)", "last run (local)", "status"
+    )
     for row in rows:
         local = datetime.fromisoformat(row["next_run"]).astimezone(local_zone())
         utc = datetime.fromisoformat(row["next_run"]).astimezone(UTC)
-        last_at = row["last_run"]["started_at"][:19] if row["last_run"] else "never"
+        last_at = (
+            datetime.fromisoformat(row["last_run"]["started_at"]).astimezone(local_zone())
+            .strftime("%Y-%m-%d %H:%M:%S") if row["last_run"] else "never"
+        )  # fmt: skip
         status = row["last_run"]["status"] if row["last_run"] else ""
         table.add_row(
             row["job"], row["schedule"], local.strftime("%Y-%m-%d %H:%M:%S %Z"),
