@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 from catalog.errors import ConfigError
+from catalog.logs import add_secrets
+from catalog.runs import Retention
+from catalog.schedule import JOBS, check_expression
 
 APP_NAME = "catalog"
 SERVER_KINDS = ("jellyfin", "emby")
@@ -119,7 +124,14 @@ class Settings:
     sync: SyncConfig = field(default_factory=SyncConfig)
     tagger: TaggerConfig = field(default_factory=TaggerConfig)
     keep_runs: int = 500
+    keep_run_days: int | None = 90
+    schedule: Mapping[str, str] = field(default_factory=dict)  # job -> cron expression
     config_path: Path | None = None
+
+    @property
+    def retention(self) -> Retention:
+        """How much run history to keep (pass to finish_run)."""
+        return Retention(self.keep_runs, self.keep_run_days or None)
 
     def server(self, name: str | None = None) -> ServerConfig:
         """The server to work against: by name, else the default, else the only one."""
@@ -158,6 +170,9 @@ def load_settings(
     settings = _apply_overrides(settings, {k: v for k, v in overrides.items() if v is not None})
     _check_sync(settings.sync, where)
     _check_tagger(settings.tagger, where)
+    _check_runs(settings, where)
+    secrets = [settings.tagger.token, *(s.token for s in settings.servers.values())]
+    add_secrets(*secrets, _db_password(settings.database_url))
     return settings
 
 
@@ -187,23 +202,44 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _from_mapping(raw: dict[str, Any], where: str, path: Path | None) -> Settings:
     top = {
         "database_url": str, "default_server": str, "sync": dict, "servers": dict, "runs": dict,
-        "tagger": dict,
+        "tagger": dict, "schedule": dict,
     }  # fmt: skip
     _check_keys(raw, top, where, "")
     sync_raw = raw.get("sync", {})
     sync = SyncConfig(**_typed(sync_raw, _field_types(SyncConfig), where, "sync."))
     tagger_raw = raw.get("tagger", {})
     tagger = TaggerConfig(**_typed(tagger_raw, _field_types(TaggerConfig), where, "tagger."))
-    runs = _typed(raw.get("runs", {}), {"keep": int}, where, "runs.")
+    runs = _typed(raw.get("runs", {}), {"keep": int, "keep_days": int}, where, "runs.")
+    schedule = _typed(raw.get("schedule", {}), dict.fromkeys(JOBS, str), where, "schedule.")
+    for job, expression in schedule.items():
+        check_expression(job, expression, f"{where}: schedule.{job}")
     servers = {name: _server(name, table, where) for name, table in raw.get("servers", {}).items()}
-    settings = Settings(servers=servers, sync=sync, tagger=tagger, config_path=path)
+    settings = Settings(
+        servers=servers, sync=sync, tagger=tagger, schedule=schedule, config_path=path
+    )
     if "database_url" in raw:
         settings = replace(settings, database_url=_typed(raw, top, where, "")["database_url"])
     if "default_server" in raw:
         settings = replace(settings, default_server=raw["default_server"])
     if "keep" in runs:
         settings = replace(settings, keep_runs=runs["keep"])
+    if "keep_days" in runs:
+        settings = replace(settings, keep_run_days=runs["keep_days"])
     return settings
+
+
+def _check_runs(settings: Settings, where: str) -> None:
+    if settings.keep_runs < 1:
+        raise ConfigError(f"{where}: runs.keep: must be at least 1")
+    if settings.keep_run_days is not None and settings.keep_run_days < 0:
+        raise ConfigError(f"{where}: runs.keep_days: must not be negative (0: no age limit)")
+
+
+def _db_password(url: str) -> str | None:
+    try:
+        return make_url(url).password  # type: ignore[return-value]
+    except ArgumentError:
+        return None
 
 
 def _server(name: str, table: Any, where: str) -> ServerConfig:
@@ -322,6 +358,23 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         settings = _set_from_env(settings, "tagger", "older_than", older, var)
     if any(env.get(var) for var in ENV_SERVER):
         settings = _env_server(settings, env)
+    return _env_schedule(settings, env)
+
+
+def _env_schedule(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """CATALOG_SCHEDULE_<JOB> replaces [schedule] <job>; CATALOG_KEEP_RUNS / _DAYS, [runs]."""
+    schedule = dict(settings.schedule)
+    for job in JOBS:
+        var = f"CATALOG_SCHEDULE_{job.upper()}"
+        if env.get(var):
+            schedule[job] = check_expression(job, env[var], var)
+    settings = replace(settings, schedule=schedule)
+    for var, name in (("CATALOG_KEEP_RUNS", "keep_runs"), ("CATALOG_KEEP_DAYS", "keep_run_days")):
+        if env.get(var):
+            try:
+                settings = replace(settings, **{name: int(env[var])})
+            except ValueError:
+                raise ConfigError(f"{var}: must be an integer (got {env[var]!r})") from None
     return settings
 
 

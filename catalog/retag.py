@@ -37,7 +37,17 @@ from catalog.db.models import (
 )
 from catalog.db.writers import resolve_tags
 from catalog.errors import CircuitOpen, MalformedAnswer, TaggerCallFailed, TaggerError
-from catalog.runs import FAILED, INTERRUPTED, OK, PARTIAL, RUNNING, finish_run, start_run, utcnow
+from catalog.runs import (
+    FAILED,
+    INTERRUPTED,
+    OK,
+    PARTIAL,
+    RUNNING,
+    Retention,
+    finish_run,
+    start_run,
+    utcnow,
+)
 from catalog.tagging import TagAnswer, TagRequest
 from catalog.tagging.client import TaggerClient, TaggerStats
 
@@ -315,6 +325,11 @@ class RetagReport:
             data.pop(internal)
         return data
 
+    def run_counts(self) -> dict[str, Any]:
+        """The counts kept in the run record (and read by catalog.ops.job_items)."""
+        counts = {k: v for k, v in self.as_dict().items() if k not in ("run_id", "error")}
+        return {**counts, "seen": self.selected, "written": self.tagged}
+
 
 class Progress(Protocol):
     """Where progress goes: a bar, log lines, or nowhere."""
@@ -347,7 +362,7 @@ async def run_retag(
     report: RetagReport,
     progress: Progress | None = None,
     batching: WriteBatching | None = None,
-    keep_runs: int = 500,
+    retention: Retention | int = 500,
 ) -> RetagReport:
     """Retag what `selection` takes under the retag lock, recording the run. Whatever stops
     it (the breaker, a refused token, a signal), answers already received are written."""
@@ -370,9 +385,9 @@ async def run_retag(
             raise
         finally:
             _finish_report(report, client.stats)
-            counts = report.as_dict()
+            counts = report.run_counts()
             await db.run(
-                finish_run, engine, report.run_id, report.status, counts, report.error, keep_runs
+                finish_run, engine, report.run_id, report.status, counts, report.error, retention
             )
     return report
 

@@ -23,7 +23,7 @@ from catalog.db.models import LINK_TABLES, Library, Media, Server
 from catalog.db.writers import ChunkCounts, writer_for
 from catalog.errors import ConfigError, MassDeleteRefused
 from catalog.http import HttpStats
-from catalog.runs import FAILED, INTERRUPTED, OK, PARTIAL, finish_run, start_run, utcnow
+from catalog.runs import FAILED, INTERRUPTED, OK, PARTIAL, Retention, finish_run, start_run, utcnow
 from catalog.sources import InvalidItem, MediaItem, RawItem, Source
 from catalog.sources import Library as SourceLibrary
 from catalog.sources.jellyfin import NON_VIDEO_KINDS
@@ -90,6 +90,10 @@ class SyncReport:
         data.pop("started")
         return data
 
+    def run_counts(self) -> dict[str, Any]:
+        """The counts kept in the run record (and read by catalog.ops.job_items)."""
+        return {"libraries": [asdict(lib) for lib in self.libraries], "http": asdict(self.http)}
+
 
 class Reporter(Protocol):
     """Where progress goes: a progress bar, log lines, or nowhere."""
@@ -110,7 +114,7 @@ async def run_sync(
     options: SyncOptions,
     reporter: Reporter,
     report: SyncReport,
-    keep_runs: int = 500,
+    keep_runs: int | Retention = 500,
 ) -> SyncReport:
     """Sync `server` into the catalog under the job lock, recording the run."""
     with job_lock(engine, "sync", server.name), DbThread() as db:
@@ -126,10 +130,7 @@ async def run_sync(
             raise
         finally:
             report.duration_s = round(time.monotonic() - report.started, 3)
-            counts = {
-                "libraries": [asdict(lib) for lib in report.libraries],
-                "http": asdict(report.http),
-            }
+            counts = report.run_counts()
             await db.run(
                 finish_run, engine, report.run_id, report.status, counts, report.error, keep_runs
             )

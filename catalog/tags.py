@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from catalog.db.locks import job_lock
 from catalog.db.models import MediaTag, Server, Tag
 from catalog.errors import DatabaseError, RulesError
-from catalog.runs import FAILED, INTERRUPTED, OK, RUNNING, finish_run, start_run
+from catalog.runs import FAILED, INTERRUPTED, OK, RUNNING, Retention, finish_run, start_run
 
 TAG, MEDIA_TAG, SERVER = Tag.__table__, MediaTag.__table__, Server.__table__
 TAG_NAME_MAX = TAG.c.name.type.length
@@ -399,6 +399,10 @@ class ChangeReport:
             "run_id": self.run_id, "error": self.error,
         }  # fmt: skip
 
+    def run_counts(self) -> dict[str, Any]:
+        """The counts kept in the run record (and read by catalog.ops.job_items)."""
+        return {**asdict(self.counts), "skipped": len(self.plan.skipped)}
+
 
 @contextmanager
 def vocabulary_lock(engine: Engine) -> Iterator[None]:
@@ -418,7 +422,7 @@ def run_vocabulary_change(
     command: str,
     make_plan: Callable[[list[str]], Plan],
     report: ChangeReport,
-    keep_runs: int = 500,
+    keep_runs: int | Retention = 500,
 ) -> ChangeReport:
     """Under the locks, read the tag list, plan, and apply in one transaction; record the run.
     Any failure rolls everything back and raises (a database failure as DatabaseError)."""
@@ -440,7 +444,7 @@ def run_vocabulary_change(
             report.status, report.error = FAILED, str(exc) or type(exc).__name__
             raise
         finally:
-            counts = {**asdict(report.counts), "skipped": len(report.plan.skipped)}
+            counts = report.run_counts()
             finish_run(engine, report.run_id, report.status, counts, report.error, keep_runs)
     return report
 

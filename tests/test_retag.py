@@ -466,3 +466,18 @@ def test_a_second_retag_while_one_runs_exits_75(retag: Any, engine: Engine) -> N
         out = retag("--limit", "1")
     assert out.exit_code == 75 and "retag" in out.stderr
     assert runs_by_status(engine) == {}
+
+
+def test_metrics_file_carries_the_retag_counts_and_a_partial_run_is_still_a_success(
+    retag: Any, engine: Engine, tagger: FakeTagger, tmp_path: Path
+) -> None:
+    metrics = tmp_path / "catalog.prom"
+    bad = media_ids(engine)[:2]
+    tagger.faults = TaggerFaults(malformed_ids=frozenset(str(i) for i in bad))
+    out = retag("--quiet", "--metrics-file", str(metrics))
+    assert out.exit_code == 3
+    text = metrics.read_text()
+    for kind, count in (("seen", ITEMS), ("written", ITEMS - 2), ("failed", 2)):
+        assert f'catalog_job_items{{job="retag",server="",kind="{kind}"}} {count}' in text
+    assert 'catalog_job_exit_code{job="retag",server=""} 3' in text
+    assert 'catalog_job_last_success_timestamp_seconds{job="retag",server=""}' in text

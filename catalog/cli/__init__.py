@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from catalog import __version__
-from catalog.cli import db, retag, sync, tags
+from catalog.cli import db, retag, schedule, status, sync, tags
 from catalog.cli.common import EXIT_CODES_HELP, stdout
 
 app = typer.Typer(
@@ -27,6 +27,9 @@ app.add_typer(db.app, name="db")
 app.add_typer(tags.app, name="tags")
 # retag (issue 3) is a top-level command
 app.registered_commands += retag.app.registered_commands
+# schedule and status commands (issue 6)
+app.add_typer(schedule.app, name="schedule")
+app.registered_commands += status.app.registered_commands
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from sqlalchemy import Engine
 from catalog.db.engine import check_connection, create_catalog_engine
 from catalog.db.migrate import ensure_current
 from catalog.errors import CatalogError
+from catalog.logs import REDACTOR, JsonFormatter, RedactingFormatter
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 failure, 2 usage or config error, 3 partial (some items skipped), "
@@ -49,14 +51,47 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
 
 
-def setup_logging(quiet: bool, debug: bool) -> None:
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+LogFormatOpt = Annotated[
+    LogFormat,
+    typer.Option("--log-format", envvar="CATALOG_LOG_FORMAT", help="Log lines on stderr: text "
+                 "(rich on a terminal), or json (one object per line, for log collectors)."),
+]  # fmt: skip
+MetricsFileOpt = Annotated[
+    Path | None,
+    typer.Option("--metrics-file", envvar="CATALOG_METRICS_FILE", show_default=False,
+                 help="Write Prometheus metrics of this run to this file (for node_exporter's "
+                 "textfile collector; atomic; other jobs' metrics in the file are kept)."),
+]  # fmt: skip
+HealthcheckOpt = Annotated[
+    str | None,
+    typer.Option("--healthcheck-url", envvar="CATALOG_HEALTHCHECK_URL", show_default=False,
+                 help="Ping this URL when the run succeeds, URL/fail when it fails "
+                 "(healthchecks.io style; {job} becomes the job name). Never fails the run."),
+]  # fmt: skip
+
+
+def logs_are_json() -> bool:
+    """Whether setup_logging chose JSON lines (summaries then go out as log records too)."""
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+
+
+def setup_logging(quiet: bool, debug: bool, log_format: str = LogFormat.text) -> None:
+    """One handler on stderr, its output redacted (see catalog.logs)."""
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    if stderr.is_terminal:
-        handler: logging.Handler = RichHandler(console=stderr, show_path=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+    if log_format == LogFormat.json:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    elif stderr.is_terminal:
+        handler = RichHandler(console=stderr, show_path=False)
+        handler.setFormatter(RedactingFormatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -93,7 +128,7 @@ def errors(debug: bool) -> Iterator[None]:
 def error_line(message: str) -> None:
     """One unwrapped line, so cron mail and log scrapers see the whole message."""
     prefix = typer.style("error:", fg="red") if stderr.is_terminal else "error:"
-    typer.echo(f"{prefix} {message}", err=True)
+    typer.echo(f"{prefix} {REDACTOR(message)}", err=True)
 
 
 def open_catalog(url: str) -> Engine:

@@ -15,9 +15,14 @@ from catalog.cli.common import (
     ConfigOpt,
     DatabaseOpt,
     DebugOpt,
+    HealthcheckOpt,
     JsonOpt,
+    LogFormat,
+    LogFormatOpt,
+    MetricsFileOpt,
     QuietOpt,
     errors,
+    logs_are_json,
     open_catalog,
     print_json,
     setup_logging,
@@ -26,6 +31,7 @@ from catalog.cli.common import (
 )
 from catalog.config import Settings, TaggerConfig, load_settings, parse_duration
 from catalog.errors import ConfigError
+from catalog.ops import JobOutcome, observed_job
 from catalog.progress import RichReporter
 from catalog.retag import (
     RetagReport,
@@ -85,6 +91,9 @@ def retag(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
+    log_format: LogFormatOpt = LogFormat.text,
+    metrics_file: MetricsFileOpt = None,
+    healthcheck_url: HealthcheckOpt = None,
 ) -> None:
     """Tag items never tagged, or not within --older-than, through the tagging service.
 
@@ -94,8 +103,12 @@ def retag(
     Only tagger tags are replaced: tags from the media server stay.
 
     Exit code 3 when some items failed or the service kept failing; what was tagged is kept."""
-    setup_logging(quiet or json_out, debug)
-    with errors(debug):
+    setup_logging(quiet or json_out, debug, log_format)
+    observe = observed_job(
+        "retag", metrics_file=None if dry_run else metrics_file,
+        healthcheck_url=None if dry_run else healthcheck_url,
+    )  # fmt: skip
+    with errors(debug), observe as job:
         if older_than is not None:
             parse_duration(older_than, "--older-than")  # named as the user gave it
         settings = load_settings(
@@ -109,11 +122,13 @@ def retag(
             force=force,
             limit=limit,
         )
+        job.database_url = settings.database_url
         if dry_run:
             _dry_run(settings, selection, json_out)
             return
-        code = _run(settings, _require_url(settings.tagger, settings), selection, json_out, quiet)
-    raise typer.Exit(code)
+        tagger = _require_url(settings.tagger, settings)
+        job.exit_code = _run(settings, tagger, selection, json_out, quiet, job)
+    raise typer.Exit(job.exit_code)
 
 
 def _require_url(tagger: TaggerConfig, settings: Settings) -> TaggerConfig:
@@ -126,7 +141,12 @@ def _require_url(tagger: TaggerConfig, settings: Settings) -> TaggerConfig:
 
 
 def _run(
-    settings: Settings, tagger: TaggerConfig, selection: Selection, json_out: bool, quiet: bool
+    settings: Settings,
+    tagger: TaggerConfig,
+    selection: Selection,
+    json_out: bool,
+    quiet: bool,
+    observed: JobOutcome,
 ) -> int:
     engine = open_catalog(settings.database_url)
     report = RetagReport()
@@ -137,13 +157,14 @@ def _run(
     async def job() -> RetagReport:
         async with TaggerClient(tagger) as client:
             return await run_retag(
-                engine, client, selection, report, progress, batching, settings.keep_runs
+                engine, client, selection, report, progress, batching, settings.retention
             )
 
     try:
         with progress.bar if isinstance(progress, _BarProgress) else nullcontext():
             run_interruptible(job)
     finally:
+        observed.counts = report.run_counts()
         _render(report, json_out, quiet)
         engine.dispose()
     return 3 if report.status == PARTIAL else 0
@@ -174,6 +195,9 @@ def _render(report: RetagReport, json_out: bool, quiet: bool) -> None:
         print_json(report.as_dict())
         return
     if quiet and report.status == "ok":
+        return
+    if logs_are_json():  # a table would be the only non-JSON lines on stderr
+        log.info("retag: %s", report.status, extra={"summary": report.as_dict()})
         return
     table = Table(title=f"retag: {report.status} in {report.duration_s:.1f} s")
     columns = ("selected", "tagged", "failed", "skipped", "retries", "rate_limited")

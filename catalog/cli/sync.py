@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from typing import Annotated, Any
 
@@ -14,10 +15,15 @@ from catalog.cli.common import (
     ConfigOpt,
     DatabaseOpt,
     DebugOpt,
+    HealthcheckOpt,
     JsonOpt,
+    LogFormat,
+    LogFormatOpt,
+    MetricsFileOpt,
     QuietOpt,
     ServerOpt,
     errors,
+    logs_are_json,
     open_catalog,
     print_json,
     setup_logging,
@@ -28,12 +34,14 @@ from catalog.config import APP_NAME, ServerConfig, Settings, load_settings
 from catalog.db.engine import mask_url
 from catalog.errors import CatalogError
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
+from catalog.ops import JobOutcome, observed_job
 from catalog.progress import LogReporter, QuietReporter, RichReporter
 from catalog.queries import library_overview
 from catalog.runs import FAILED, PARTIAL
 from catalog.sources.connect import open_source
 from catalog.sync import SyncOptions, SyncReport, run_sync
 
+log = logging.getLogger(__name__)
 app = typer.Typer()
 
 
@@ -68,14 +76,22 @@ def sync(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
+    log_format: LogFormatOpt = LogFormat.text,
+    metrics_file: MetricsFileOpt = None,
+    healthcheck_url: HealthcheckOpt = None,
 ) -> None:
     """Sync the server's libraries into the catalog (full, or --since-last)."""
-    setup_logging(quiet or json_out, debug)
-    with errors(debug):
+    setup_logging(quiet or json_out, debug, log_format)
+    observe = observed_job(
+        "sync", server, metrics_file=metrics_file, healthcheck_url=healthcheck_url
+    )
+    with errors(debug), observe as job:
         settings = load_settings(
             config, database_url=database_url, server=server,
             chunk_size=chunk_size, page_size=page_size,
         )  # fmt: skip
+        target = settings.server()
+        job.server, job.database_url = target.name, settings.database_url
         options = SyncOptions(
             libraries=tuple(library or ()),
             since_last=since_last,
@@ -84,12 +100,17 @@ def sync(
             chunk_size=settings.sync.chunk_size,
             mass_delete_share=settings.sync.mass_delete_share,
         )
-        code = _run_sync(settings, settings.server(), options, json_out, quiet)
-    raise typer.Exit(code)
+        job.exit_code = _run_sync(settings, target, options, json_out, quiet, job)
+    raise typer.Exit(job.exit_code)
 
 
 def _run_sync(
-    settings: Settings, server: ServerConfig, options: SyncOptions, json_out: bool, quiet: bool
+    settings: Settings,
+    server: ServerConfig,
+    options: SyncOptions,
+    json_out: bool,
+    quiet: bool,
+    observed: JobOutcome | None = None,
 ) -> int:
     """Run one sync and render its summary, whatever the outcome."""
     engine = open_catalog(settings.database_url)
@@ -100,13 +121,15 @@ def _run_sync(
     async def job() -> SyncReport:
         async with open_source(server, settings.sync, report.http) as source:
             return await run_sync(
-                engine, source, server, options, reporter, report, settings.keep_runs
+                engine, source, server, options, reporter, report, settings.retention
             )
 
     try:
         with reporter if isinstance(reporter, RichReporter) else nullcontext():
             run_interruptible(job)
     finally:
+        if observed is not None:
+            observed.counts = report.run_counts()
         _render_sync(report, json_out, quiet)
         engine.dispose()
     if report.status == FAILED:  # a library failed without stopping the others
@@ -119,6 +142,11 @@ def _render_sync(report: SyncReport, json_out: bool, quiet: bool) -> None:
         print_json(report.as_dict())
         return
     if (quiet and report.status == "ok") or not report.libraries:
+        return
+    if logs_are_json():  # a table would be the only non-JSON lines on stderr
+        log.info(
+            "sync of %r: %s", report.server, report.status, extra={"summary": report.as_dict()}
+        )
         return
     table = Table(title=f"sync of {report.server!r}: {report.status} in {report.duration_s:.1f} s")
     columns = ("seen", "inserted", "updated", "unchanged", "skipped", "missing")

@@ -16,7 +16,11 @@ from catalog.cli.common import (
     ConfigOpt,
     DatabaseOpt,
     DebugOpt,
+    HealthcheckOpt,
     JsonOpt,
+    LogFormat,
+    LogFormatOpt,
+    MetricsFileOpt,
     QuietOpt,
     errors,
     open_catalog,
@@ -26,6 +30,7 @@ from catalog.cli.common import (
     stdout,
 )
 from catalog.config import load_settings
+from catalog.ops import JobOutcome, observed_job
 from catalog.tags import (
     BY_COUNT,
     BY_NAME,
@@ -133,6 +138,9 @@ def normalize(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
+    log_format: LogFormatOpt = LogFormat.text,
+    metrics_file: MetricsFileOpt = None,
+    healthcheck_url: HealthcheckOpt = None,
 ) -> None:
     """Clean every tag name, merging those that end up the same; then apply --rules.
 
@@ -140,14 +148,18 @@ def normalize(
     not letters or digits becomes one _, none at either end. All changes are applied in one
     transaction, and kept as aliases: the next sync maps the raw names a server still sends
     onto the clean tags."""
-    setup_logging(quiet or json_out, debug)
-    with errors(debug):
+    setup_logging(quiet or json_out, debug, log_format)
+    observe = observed_job(
+        "normalize", metrics_file=None if dry_run else metrics_file,
+        healthcheck_url=None if dry_run else healthcheck_url,
+    )  # fmt: skip
+    with errors(debug), observe as job:
         parsed = parse_rules(rules) if rules else {}
 
         def make_plan(names: list[str]) -> Plan:
             return plan_normalization(names, parsed)
 
-        _change(config, database_url, "normalize", make_plan, dry_run, json_out, quiet)
+        _change(config, database_url, "normalize", make_plan, dry_run, json_out, quiet, job)
 
 
 # -- rename, merge, drop ------------------------------------------------------------------------
@@ -234,9 +246,12 @@ def _change(
     dry_run: bool,
     json_out: bool,
     quiet: bool,
+    job: JobOutcome | None = None,
 ) -> None:
     """Preview or apply one change to the vocabulary, and render it whatever the outcome."""
     settings = load_settings(config, database_url=database_url)
+    if job is not None:
+        job.database_url = settings.database_url
     engine = open_catalog(settings.database_url)
     try:
         if dry_run:
@@ -246,8 +261,10 @@ def _change(
             return
         report = ChangeReport()
         try:
-            run_vocabulary_change(engine, command, make_plan, report, settings.keep_runs)
+            run_vocabulary_change(engine, command, make_plan, report, settings.retention)
         finally:
+            if job is not None:
+                job.counts = report.run_counts()
             _render_report(report, json_out, quiet)
     finally:
         engine.dispose()
