@@ -81,8 +81,9 @@ def tagger_tags(engine: Engine) -> dict[int, set[str]]:
         .where(MEDIA_TAG.c.origin == "tagger")
     )
     found: dict[int, set[str]] = {}
-    for media_id, name in engine.connect().execute(query):
-        found.setdefault(media_id, set()).add(name)
+    with engine.connect() as conn:
+        for media_id, name in conn.execute(query):
+            found.setdefault(media_id, set()).add(name)
     return found
 
 
