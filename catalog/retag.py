@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text
+from sqlalchemy import Connection, Engine, delete, exists, func, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -79,29 +79,31 @@ class Selection:
 
 
 def _overdue_where(selection: Selection, now: datetime) -> list[Any]:
+    """Overdue: no `tagging` run succeeded since the cutoff (on the item as it is now, with
+    `changed`). Written as NOT EXISTS, an anti-join the planner walks in id order and stops
+    at the batch's LIMIT; an outer join filtered on its nullable side is estimated so badly
+    that PostgreSQL hashes the whole table for every batch instead."""
     where: list[Any] = [MEDIA.c.missing_since.is_(None)]
     if selection.libraries:
         names = [name.casefold() for name in selection.libraries]
-        where.append(func.lower(LIBRARY.c.name).in_(names))
+        chosen = select(LIBRARY.c.id).where(func.lower(LIBRARY.c.name).in_(names))
+        where.append(MEDIA.c.library_id.in_(chosen))
     if not selection.force:
         cutoff = now - timedelta(seconds=selection.older_than_s)
-        overdue = [RUN_ROW.c.last_success_at.is_(None), RUN_ROW.c.last_success_at < cutoff]
+        fresh = [
+            RUN_ROW.c.media_id == MEDIA.c.id,
+            RUN_ROW.c.process == PROCESS,
+            RUN_ROW.c.last_success_at >= cutoff,
+        ]
         if selection.changed:
-            overdue.append(RUN_ROW.c.input_hash.is_distinct_from(MEDIA.c.content_hash))
-        where.append(or_(*overdue))
+            fresh.append(RUN_ROW.c.input_hash == MEDIA.c.content_hash)
+        where.append(~exists().where(*fresh))
     return where
-
-
-def _joined(query: Any) -> Any:
-    tagging = and_(RUN_ROW.c.media_id == MEDIA.c.id, RUN_ROW.c.process == PROCESS)
-    return query.select_from(
-        MEDIA.join(LIBRARY, LIBRARY.c.id == MEDIA.c.library_id).outerjoin(RUN_ROW, tagging)
-    )
 
 
 def count_overdue(conn: Connection, selection: Selection, now: datetime) -> int:
     """How many items a retag with `selection` would take (before its limit)."""
-    query = _joined(select(func.count())).where(*_overdue_where(selection, now))
+    query = select(func.count()).select_from(MEDIA).where(*_overdue_where(selection, now))
     return conn.execute(query).scalar_one()
 
 
@@ -128,7 +130,7 @@ def select_overdue(
         MEDIA.c.runtime_s, genres.label("genres"), tags.label("tags"),
     )  # fmt: skip
     query = (
-        _joined(select(*columns))
+        select(*columns)
         .where(MEDIA.c.id > after_id, *_overdue_where(selection, now))
         .order_by(MEDIA.c.id)
         .limit(limit)
@@ -404,9 +406,10 @@ def _in_conn(engine: Engine, fn: Any, *args: Any) -> Any:
 
 
 def _status(report: RetagReport) -> str:
-    if report.error:  # the breaker gave up: what was tagged stays, the rest waits
-        return PARTIAL
-    return PARTIAL if report.failed or report.skipped else OK
+    """Partial when an item failed, the breaker gave up, or an item was left over (deleted
+    while its call was out, or not reached); what was tagged stays either way."""
+    left_over = report.selected > report.tagged + report.failed
+    return PARTIAL if report.error or report.failed or left_over else OK
 
 
 def _finish_report(report: RetagReport, stats: TaggerStats) -> None:
@@ -488,24 +491,28 @@ class _Run:
                 self.done.put_nowait(Outcome(request, answer))
 
     async def _write_loop(self) -> None:
+        """Write answers in batches: once `size` are waiting or `every_s` after the first of
+        them arrived, whichever comes first, and what is left when the callers are done."""
         batch: list[Outcome] = []
-        deadline = None
-        finished = False
-        while not finished:
-            timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
+        deadline = 0.0
+        while True:
+            wait = max(deadline - time.monotonic(), 0) if batch else None
             try:
-                outcome = await asyncio.wait_for(self.done.get(), timeout)
-            except TimeoutError:
-                outcome = ...
-            if outcome is None:
-                finished = True
-            elif outcome is not ...:
-                batch.append(outcome)
-                deadline = deadline or time.monotonic() + self.batching.every_s
-            due = outcome is ... or len(batch) >= self.batching.size
-            if batch and (due or finished):
+                outcome = await asyncio.wait_for(self.done.get(), wait)
+            except TimeoutError:  # the oldest answer has waited long enough
                 await self._write(batch)
-                batch, deadline = [], None
+                batch = []
+                continue
+            if outcome is None:
+                break
+            if not batch:
+                deadline = time.monotonic() + self.batching.every_s
+            batch.append(outcome)
+            if len(batch) >= self.batching.size:
+                await self._write(batch)
+                batch = []
+        if batch:
+            await self._write(batch)
 
     async def _write(self, batch: list[Outcome]) -> None:
         counts = await self.db.run(_write_batch, self.engine, batch)

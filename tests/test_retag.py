@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, func, select, text, update
 
 from catalog.db.engine import recorded_statements
 from catalog.db.locks import job_lock
@@ -482,3 +482,38 @@ def test_metrics_file_carries_the_retag_counts_and_a_partial_run_is_still_a_succ
         assert f'catalog_job_items{{job="retag",server="",kind="{kind}"}} {count}' in text
     assert 'catalog_job_exit_code{job="retag",server=""} 3' in text
     assert 'catalog_job_last_success_timestamp_seconds{job="retag",server=""}' in text
+
+
+def _batches_written(engine: Engine) -> list[int]:
+    """Items per write-back transaction: each batch stamps its rows with one time."""
+    query = (
+        select(func.count())
+        .select_from(PROCESS_RUN)
+        .group_by(PROCESS_RUN.c.last_run_at)
+        .order_by(func.min(PROCESS_RUN.c.media_id))
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+@pytest.mark.parametrize(
+    ("settings", "expect"),
+    [("batch_size = 40\nflush_s = 60", "by size"), ("batch_size = 1000\nflush_s = 0.3", "by time")],
+    ids=["by-size", "by-time"],
+)
+def test_answers_are_written_in_batches_by_size_or_by_time(
+    retag: Any, engine: Engine, tagger: FakeTagger, tmp_path: Path, settings: str, expect: str
+) -> None:
+    config = tmp_path / "batches.toml"
+    config.write_text(FAST.replace("flush_s = 0.2", settings))
+    if expect == "by time":
+        tagger.latency_s = 0.05  # one worker: about 20 answers a second, 6 per 0.3 s
+    workers = "1" if expect == "by time" else "8"
+    out = retag("--config", str(config), "--concurrency", workers, "--json")
+    assert out.exit_code == 0 and out.json()["tagged"] == ITEMS
+    sizes = _batches_written(engine)
+    assert sum(sizes) == ITEMS
+    if expect == "by size":
+        assert sorted(sizes) == [24, 40, 40]
+    else:
+        assert len(sizes) >= 10 and max(sizes) <= 12
