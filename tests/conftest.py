@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,3 +132,21 @@ def cli(database_url: str, fake: FakeMediaServer) -> Any:
         return Outcome(result.exit_code, result.stdout, result.stderr)
 
     return run
+
+
+def hold_lock(database_url: str, job: str, server: str) -> subprocess.Popen:
+    """Another process holding the lock of `job` on `server` until its stdin closes."""
+    code = (
+        "import sys\n"
+        "from catalog.db.engine import create_catalog_engine\n"
+        "from catalog.db.locks import job_lock\n"
+        f"engine = create_catalog_engine({database_url!r})\n"
+        f"with job_lock(engine, {job!r}, {server!r}):\n"
+        "    print('locked', flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    return proc

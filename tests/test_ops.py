@@ -7,8 +7,6 @@ import json
 import logging
 import socket
 import stat
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -16,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN
+from conftest import TOKEN, hold_lock
 from sqlalchemy import insert, select
 
 from catalog.db.models import Run
@@ -307,23 +305,6 @@ def test_default_retention_is_90_days(cli, engine):
 
 
 # -- locks across processes ---------------------------------------------------------------------
-
-
-def hold_lock(database_url: str, job: str, server: str) -> subprocess.Popen:
-    code = (
-        "import sys\n"
-        "from catalog.db.engine import create_catalog_engine\n"
-        "from catalog.db.locks import job_lock\n"
-        f"engine = create_catalog_engine({database_url!r})\n"
-        f"with job_lock(engine, {job!r}, {server!r}):\n"
-        "    print('locked', flush=True)\n"
-        "    sys.stdin.read()\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 def test_locked_job_exits_75_naming_it_and_a_killed_holder_never_blocks(

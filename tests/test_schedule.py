@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TOKEN
+from conftest import TOKEN, hold_lock
 from croniter import croniter
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -454,23 +454,6 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
 def runs(engine) -> list:
     with engine.connect() as conn:
         return conn.execute(select(Run.__table__).order_by(Run.id)).all()
-
-
-def hold_lock(database_url: str, job: str, server: str) -> subprocess.Popen:
-    code = (
-        "import sys\n"
-        "from catalog.db.engine import create_catalog_engine\n"
-        "from catalog.db.locks import job_lock\n"
-        f"engine = create_catalog_engine({database_url!r})\n"
-        f"with job_lock(engine, {job!r}, {server!r}):\n"
-        "    print('locked', flush=True)\n"
-        "    sys.stdin.read()\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 @pytest.mark.slow
