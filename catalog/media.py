@@ -182,12 +182,9 @@ def page_query(
         .where(*filter_clauses(filters))
     )
     key, last_id = position if position else (None, None)
-    nulls = base.where(column.is_(None))
-    if last_id is not None:
-        nulls = nulls.where(MEDIA.c.id < last_id if sort.desc else MEDIA.c.id > last_id)
-    nulls = nulls.order_by(_directed(MEDIA.c.id, sort.desc)).limit(limit)
+    nulls = base.where(column.is_(None)).order_by(_directed(MEDIA.c.id, sort.desc)).limit(limit)
     if position is not None and key is None:  # already among the items without a key
-        return nulls
+        return nulls.where(MEDIA.c.id < last_id if sort.desc else MEDIA.c.id > last_id)
     keyed = base.where(column.is_not(None)) if column.nullable else base
     if position is not None:
         here = tuple_(column, MEDIA.c.id)
@@ -381,10 +378,15 @@ def decode_position(cursor: str, sort: Sort) -> tuple[Any, int]:
     except (ValueError, TypeError):
         raise BadCursor("it is not a cursor `catalog media list` gave out") from None
     if token != sort.token:
-        raise BadCursor(f"it comes from a listing sorted by {str(token).lstrip('-')!r}")
+        raise BadCursor(f"it comes from a listing in another order ({_describe(token)})")
     if type(last_id) is not int:
         raise BadCursor("its item id is not an integer")
     return _decode_key(sort.key, key), last_id
+
+
+def _describe(token: Any) -> str:
+    text = str(token)
+    return f"--sort {text[1:]} --desc" if text.startswith("-") else f"--sort {text}"
 
 
 def _decode_key(sort_key: str, key: Any) -> Any:
