@@ -135,7 +135,8 @@ def list_command(
             with engine.connect() as conn:
                 order = Sort(sort.value, desc)
                 if all_pages:
-                    _stream(iter_media_pages(conn, filters, order, after, ALL_PAGE_SIZE), output)
+                    pages = iter_media_pages(conn, filters, order, after, ALL_PAGE_SIZE)
+                    _stream(pages, output)
                 else:
                     page = list_media(conn, filters, order, after, limit)
                     _render_page(page.items, page.next_cursor, output)

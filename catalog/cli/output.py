@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import date
 from enum import StrEnum
 from typing import Any, BinaryIO
 
@@ -74,4 +75,6 @@ def next_page_hint(cursor: str) -> None:
 def _cell(value: Any) -> Any:
     if isinstance(value, list):
         return LIST_SEPARATOR.join(map(str, value))
+    if isinstance(value, date):  # as msgspec writes them in JSON: UTC as Z
+        return value.isoformat().replace("+00:00", "Z")
     return "" if value is None else value
