@@ -457,7 +457,7 @@ def _decode_key(sort_key: str, key: Any) -> Any:
 
 
 def get_media(conn: Connection, ref: str) -> dict[str, Any]:
-    """Everything the catalog holds about one item, by id or by the server's id for it: the
+    """Everything the catalog holds about one item, by id (first) or by the server's id: the
     item, its library and server, tags by origin, genres, taglines and per-item process runs.
     Raises NoSuchItem, or BadFilter for a server id found in several libraries."""
     query = (
@@ -466,8 +466,11 @@ def get_media(conn: Connection, ref: str) -> dict[str, Any]:
         .join(SERVER, SERVER.c.id == LIBRARY.c.server_id)
     )
     ref = ref.strip()
-    where = MEDIA.c.id == int(ref) if ref.isdigit() else MEDIA.c.external_id == ref
-    rows = conn.execute(query.where(where).limit(10)).all()
+    rows = []
+    if ref.isdigit():
+        rows = conn.execute(query.where(MEDIA.c.id == int(ref))).all()
+    if not rows:  # Emby's own ids are numbers too
+        rows = conn.execute(query.where(MEDIA.c.external_id == ref).limit(10)).all()
     if not rows:
         raise NoSuchItem(f"no item with id {ref!r} in the catalog")
     if len(rows) > 1:

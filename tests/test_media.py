@@ -542,3 +542,10 @@ def test_show_of_an_unknown_item_is_an_error(cli, shelf):
     out = cli("media", "show", "424242")
     assert out.exit_code == 1
     assert out.stderr.strip() == "error: no item with id '424242' in the catalog"
+
+
+def test_show_finds_a_numeric_server_id_that_is_no_catalog_id(engine, cli):
+    ids = seed(engine, [Item("100000007")])  # Emby's ids are numbers
+    item = cli("media", "show", "100000007", "--json").json()
+    assert item["id"] == ids["100000007"] and item["external_id"] == "100000007"
+    assert cli("media", "show", str(ids["100000007"]), "--json").json() == item

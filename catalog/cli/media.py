@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import os
+import sys
+from contextlib import suppress
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -140,8 +144,17 @@ def list_command(
                 else:
                     page = list_media(conn, filters, order, after, limit)
                     _render_page(page.items, page.next_cursor, output)
+        except BrokenPipeError:
+            _reader_left()
         finally:
             engine.dispose()
+
+
+def _reader_left() -> None:
+    """The reader of stdout (head, less) stopped: not worth a message. Point stdout at
+    /dev/null so the interpreter's final flush can't fail again."""
+    with suppress(OSError, ValueError, io.UnsupportedOperation):  # stdout without a descriptor
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _stream(pages: Any, output: Format) -> None:
