@@ -82,6 +82,20 @@ def median_seconds(fn: Callable[[], Any], repeat: int) -> tuple[float, list[floa
     return statistics.median(times), times
 
 
+def alternating(
+    one: Callable[[], Any], other: Callable[[], Any], repeat: int
+) -> tuple[list[float], list[float]]:
+    """Seconds of `one` and `other`, run in turns, so that load from the rest of the machine
+    falls on both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for fn, into in ((one, times[0]), (other, times[1])):
+            started = time.perf_counter()
+            fn()
+            into.append(time.perf_counter() - started)
+    return times
+
+
 @contextmanager
 def counting(engine: Engine) -> Iterator[list[str]]:
     seen: list[str] = []
@@ -145,13 +159,13 @@ def pages(engine: Engine, repeat: int, depth: int) -> dict[str, Any]:
                 list_media(conn, sort=sort, limit=PAGE)
             with counting(engine) as deep_statements:
                 list_media(conn, sort=sort, after=cursor, limit=PAGE)
-            first, first_runs = median_seconds(
-                lambda s=sort: list_media(conn, sort=s, limit=PAGE), repeat
+            first_runs, deep_runs = alternating(
+                lambda s=sort: list_media(conn, sort=s, limit=PAGE),
+                lambda s=sort, c=cursor: list_media(conn, sort=s, after=c, limit=PAGE),
+                repeat,
             )
-            deep_s, deep_runs = median_seconds(
-                lambda s=sort, c=cursor: list_media(conn, sort=s, after=c, limit=PAGE), repeat
-            )
-            offset, _ = median_seconds(lambda s=sort: offset_page(conn, s, depth), repeat)
+            first, deep_s = statistics.median(first_runs), statistics.median(deep_runs)
+            offset, _ = median_seconds(lambda s=sort: offset_page(conn, s, depth), 5)
             out[key] = {
                 "first": first, "deep": deep_s, "offset": offset, "ratio": deep_s / first,
                 "statements": (len(first_statements), len(deep_statements)),
@@ -160,7 +174,7 @@ def pages(engine: Engine, repeat: int, depth: int) -> dict[str, Any]:
         out["statements_by_size"] = {
             size: _statements(engine, conn, size) for size in (10, 100, 1_000, 5_000)
         }
-        out["predecessor"], _ = median_seconds(lambda: predecessor(conn), max(3, repeat // 2))
+        out["predecessor"], _ = median_seconds(lambda: predecessor(conn), 3)
     return out
 
 
@@ -292,8 +306,9 @@ def render(results: dict[str, dict], args: argparse.Namespace, where: str) -> st
         "without a year or rating) filled by the real `catalog sync` from the fake Jellyfin "
         "server, then ANALYZEd on PostgreSQL. Pages are `list_media` in-process on a warm "
         f"connection: {PAGE} items with their tags, genres and taglines, no filter, ascending; "
-        f"medians of {args.repeat} runs. `deep` is the page after item {args.depth:,}, reached by "
-        "its cursor; `OFFSET` is the same page by OFFSET with the same related-set queries. "
+        f"medians of {args.repeat} runs, first and deep page in turns. `deep` is the page after "
+        f"item {args.depth:,}, reached by its cursor; `OFFSET` is the same page by OFFSET with "
+        "the same related-set queries (median of 5). "
         "Statements are counted on the engine for the first and the deep page.",
         "",
         f"| database | sort | first page ms | page at {args.depth:,} ms | deep / first | OFFSET "
@@ -353,7 +368,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--depth", type=int, default=90_000, help="items before the deep page")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=21, help="runs of each page")
     parser.add_argument("--export-repeat", type=int, default=3)
     parser.add_argument("--postgres", default=DEFAULT_PG, help="admin URL to create databases")
     parser.add_argument("--databases", default="sqlite,postgresql")

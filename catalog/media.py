@@ -191,7 +191,11 @@ def page_query(
         .where(*filter_clauses(filters))
     )
     key, last_id = position if position else (None, None)
-    nulls = base.where(column.is_(None)).order_by(_directed(MEDIA.c.id, sort.desc)).limit(limit)
+    # Ordered by (key, id) although the key is NULL throughout: that is the (key, id) index's
+    # own order, so the database reads just `limit` entries from it instead of sorting.
+    nulls = base.where(column.is_(None))
+    nulls = nulls.order_by(_directed(column, sort.desc), _directed(MEDIA.c.id, sort.desc))
+    nulls = nulls.limit(limit)
     if position is not None and key is None:  # already among the items without a key
         return nulls.where(MEDIA.c.id < last_id if sort.desc else MEDIA.c.id > last_id)
     keyed = base.where(column.is_not(None)) if column.nullable else base

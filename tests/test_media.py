@@ -12,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, insert, select
+from alembic import command
+from sqlalchemy import Engine, event, insert, inspect, select
 
+from catalog.db import migrate
 from catalog.db.models import (
     Genre,
     Library,
@@ -549,3 +551,26 @@ def test_show_finds_a_numeric_server_id_that_is_no_catalog_id(engine, cli):
     item = cli("media", "show", "100000007", "--json").json()
     assert item["id"] == ids["100000007"] and item["external_id"] == "100000007"
     assert cli("media", "show", str(ids["100000007"]), "--json").json() == item
+
+
+# -- migration ----------------------------------------------------------------------------------
+
+
+def media_indexes(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return {ix["name"] for ix in inspect(conn).get_indexes("media")}
+
+
+def test_the_read_indexes_migration_goes_down_and_up(engine):
+    new = {"ix_media_sort_name_id", "ix_media_year_id", "ix_media_added_id", "ix_media_rating_id"}
+    assert new <= media_indexes(engine) and "ix_media_library_sort" not in media_indexes(engine)
+    config = migrate._config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0001")
+    assert not new & media_indexes(engine) and "ix_media_library_sort" in media_indexes(engine)
+    migrate.upgrade(engine)
+    assert new <= media_indexes(engine) and "ix_media_library_sort" not in media_indexes(engine)
+    with engine.connect() as conn:
+        alias_indexes = {ix["name"] for ix in inspect(conn).get_indexes("tag_alias")}
+    assert "ix_tag_alias_tag_id" in alias_indexes

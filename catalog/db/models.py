@@ -90,8 +90,9 @@ class Media(Base):
     __tablename__ = "media"
     __table_args__ = (
         UniqueConstraint("library_id", "external_id"),
-        Index("ix_media_library_sort", "library_id", "sort_name", "id"),
-        # Keyset pages of `catalog media list` over every library, one per sort (migration 0002).
+        # Keyset pages of `catalog media list`, one per sort (migration 0002, which dropped
+        # (library_id, sort_name, id): every index costs the sync, and with --library the
+        # planner walks these and skips other libraries' items).
         Index("ix_media_sort_name_id", "sort_name", "id"),
         Index("ix_media_year_id", "year", "id"),
         Index("ix_media_added_id", "added_at", "id"),
