@@ -42,7 +42,7 @@ from catalog.media import (
 ALL_PAGE_SIZE = 2_000  # --all reads this many items per query: few round trips, small memory
 
 YEAR_HELP = "Released in this year or range, inclusive (1940..1959; 1940.. and ..1959 are open)."
-FORMAT_HELP = "Output format [default: table on a terminal, else json]."
+FORMAT_HELP = "Output format (default: table on a terminal, else json)."
 
 app = typer.Typer(help="The catalog's items: list them with filters, a page at a time; show one.")
 
