@@ -435,6 +435,7 @@ def test_malformed_and_foreign_cursors_are_one_line_usage_errors(cli, shelf):
         "another direction": ("media", "list", "--sort", "year", "--after", by_year_desc),
         "the tags listing": ("media", "list", "--after", tags_cursor),
         "a tampered key": ("media", "list", "--sort", "year", "--after", _tampered(by_year)),
+        "with --all": ("media", "list", "--all", "--format", "json", "--after", by_year),
     }
     for case, args in cases.items():
         out = cli(*args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import suppress
 from enum import StrEnum
 from typing import Annotated, Any
@@ -32,6 +33,7 @@ from catalog.media import (
     MISSING,
     PRESENT,
     MediaFilter,
+    MediaPage,
     Sort,
     get_media,
     iter_media_pages,
@@ -157,8 +159,10 @@ def _reader_left() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _stream(pages: Any, output: Format) -> None:
+def _stream(pages: Iterator[MediaPage], output: Format) -> None:
+    first = next(pages)  # a bad cursor or filter fails here, before any output
     writer = ItemWriter(output, ITEM_FIELDS)
+    writer.write(first.items)
     for page in pages:
         writer.write(page.items)
     writer.close(None)
