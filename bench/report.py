@@ -1,7 +1,9 @@
-"""What every benchmark shares: keeping its own section of BENCHMARKS.md up to date."""
+"""What every benchmark shares: keeping its own section of BENCHMARKS.md up to date, and a
+child process's peak RSS."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 
@@ -16,3 +18,22 @@ def write_section(path: Path, header: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
+
+
+def watch_peak_rss(pid: int, peak: dict[str, int]) -> None:
+    """Follow VmHWM (the process's own RSS high-water mark) until the process is gone.
+    ru_maxrss would not do: Linux carries the parent's high-water mark across fork and exec,
+    and this benchmark process holds more than `catalog` does."""
+    status = Path(f"/proc/{pid}/status")
+    while True:
+        try:
+            text_ = status.read_text()
+        except OSError:
+            return
+        for line in text_.splitlines():
+            if line.startswith("VmHWM:"):
+                peak["kib"] = max(peak["kib"], int(line.split()[1]))
+                break
+        else:
+            return  # a zombie: memory already released
+        time.sleep(0.02)

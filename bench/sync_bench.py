@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from naive_baseline import write_naively
-from report import write_section
+from report import watch_peak_rss, write_section
 
 from catalog.config import ServerConfig, SyncConfig
 from catalog.db.engine import create_catalog_engine
@@ -130,7 +130,7 @@ def run_command(db_url: str, server_url: str) -> CommandRun:
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     peak = {"kib": 0}
-    watcher = threading.Thread(target=_watch_peak_rss, args=(proc.pid, peak))
+    watcher = threading.Thread(target=watch_peak_rss, args=(proc.pid, peak))
     watcher.start()
     stdout, stderr = proc.communicate()
     wall = time.perf_counter() - started
@@ -139,25 +139,6 @@ def run_command(db_url: str, server_url: str) -> CommandRun:
         raise SystemExit(f"catalog sync failed ({proc.returncode}): {stderr.decode()[-500:]}")
     summary = json.loads(stdout)
     return CommandRun(wall, summary["duration_s"], peak["kib"] / 1024, summary)
-
-
-def _watch_peak_rss(pid: int, peak: dict[str, int]) -> None:
-    """Follow VmHWM (the process's own RSS high-water mark) until the process is gone.
-    ru_maxrss would not do: Linux carries the parent's high-water mark across fork and exec,
-    and this benchmark process holds more than `catalog` does."""
-    status = Path(f"/proc/{pid}/status")
-    while True:
-        try:
-            text_ = status.read_text()
-        except OSError:
-            return
-        for line in text_.splitlines():
-            if line.startswith("VmHWM:"):
-                peak["kib"] = max(peak["kib"], int(line.split()[1]))
-                break
-        else:
-            return  # a zombie: memory already released
-        time.sleep(0.02)
 
 
 def count_statements(db_url: str, server_url: str) -> tuple[int, int]:

@@ -2,6 +2,9 @@
 
     CatalogError
     ├── ConfigError              bad or missing settings (exit 2)
+    ├── BadCursor                an --after cursor that no listing in this order gave out (exit 2)
+    ├── BadFilter                a filter names nothing in the catalog; an ambiguous id (exit 2)
+    ├── NoSuchItem               no item with the id asked for
     ├── DatabaseError            the catalog database cannot be reached or used
     ├── LockHeld                 another run of the same job holds its lock (exit 75)
     ├── MassDeleteRefused        a full sync would mark too much of a library missing
@@ -35,6 +38,25 @@ class ConfigError(CatalogError):
     """A setting is missing or invalid."""
 
     exit_code = 2
+
+
+class BadCursor(CatalogError):
+    """An --after cursor is malformed, or comes from a listing in another order."""
+
+    exit_code = 2
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid --after cursor: {reason}; start again without --after")
+
+
+class BadFilter(CatalogError):
+    """A listing filter names a server or library the catalog does not have, or is ambiguous."""
+
+    exit_code = 2
+
+
+class NoSuchItem(CatalogError):
+    """No item in the catalog has the id asked for."""
 
 
 class DatabaseError(CatalogError):

@@ -9,9 +9,7 @@ normalized vocabulary stays normalized after the next sync.
 
 from __future__ import annotations
 
-import base64
 import csv
-import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,6 +21,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, distinct, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from catalog.cursors import decode_cursor as unpack_cursor
+from catalog.cursors import encode_cursor as pack_cursor
 from catalog.db.locks import job_lock
 from catalog.db.models import MediaTag, Server, Tag
 from catalog.errors import DatabaseError, RulesError
@@ -512,17 +512,15 @@ def _by_name(key: list[Any] | None) -> Any:
 
 def encode_cursor(order: str, last: dict[str, Any]) -> str:
     key = [last["count"], last["name"]] if order == BY_COUNT else [last["name"]]
-    raw = json.dumps({"order": order, "key": key}, ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return pack_cursor({"order": order, "key": key})
 
 
 def decode_cursor(cursor: str, order: str) -> list[Any]:
     """The keyset position in `cursor`; ValueError unless a listing in `order` gave it out."""
+    data = unpack_cursor(cursor)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
         key = data["key"]
-    except (ValueError, TypeError, KeyError) as exc:
+    except (TypeError, KeyError) as exc:
         raise ValueError(f"{cursor!r} is not a cursor this listing gave out") from exc
     shape = (int, str) if order == BY_COUNT else (str,)
     valid = len(key) == len(shape) and all(

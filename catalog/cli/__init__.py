@@ -23,6 +23,9 @@ app = typer.Typer(
 app.registered_commands += sync.app.registered_commands
 app.add_typer(db.app, name="db")
 # media commands (issue 5) are registered below this line
+from catalog.cli import media  # noqa: E402  (kept beside its registration)
+
+app.add_typer(media.app, name="media")
 # tags commands (issue 4) are registered below this line
 app.add_typer(tags.app, name="tags")
 # retag (issue 3) is a top-level command

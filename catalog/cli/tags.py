@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +27,7 @@ from catalog.cli.common import (
     stderr,
     stdout,
 )
+from catalog.cli.output import Format, ItemWriter, next_page_hint
 from catalog.config import load_settings
 from catalog.ops import JobOutcome, observed_job
 from catalog.tags import (
@@ -60,13 +59,6 @@ app = typer.Typer(help="The tag vocabulary: list it, normalize it, rename, merge
 class Order(StrEnum):
     count = BY_COUNT
     name = BY_NAME
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    ndjson = "ndjson"
-    csv = "csv"
 
 
 @app.callback(invoke_without_command=True)
@@ -102,24 +94,18 @@ def tags(
 
 
 def _render_page(items: list[dict], cursor: str | None, output: Format) -> None:
-    if output is Format.json:
-        print_json({"items": items, "next_cursor": cursor})
+    if output is not Format.table:
+        writer = ItemWriter(output, ("name", "count"))
+        writer.write(items)
+        writer.close(cursor)
         return
-    if output is Format.ndjson:
-        for item in items:
-            print_json(item)
-    elif output is Format.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["name", "count"])
-        writer.writerows([item["name"], item["count"]] for item in items)
-    else:
-        table = Table("tag", "items")
-        table.columns[1].justify = "right"
-        for item in items:
-            table.add_row(item["name"], f"{item['count']:,}")
-        stdout.print(table)
-    if cursor:  # on stderr, so that piped data stays data
-        stderr.print(f"next page: --after {cursor}", highlight=False, soft_wrap=True)
+    table = Table("tag", "items")
+    table.columns[1].justify = "right"
+    for item in items:
+        table.add_row(item["name"], f"{item['count']:,}")
+    stdout.print(table)
+    if cursor:
+        next_page_hint(cursor)
 
 
 # -- normalize ----------------------------------------------------------------------------------

@@ -90,7 +90,13 @@ class Media(Base):
     __tablename__ = "media"
     __table_args__ = (
         UniqueConstraint("library_id", "external_id"),
-        Index("ix_media_library_sort", "library_id", "sort_name", "id"),
+        # Keyset pages of `catalog media list`, one per sort (migration 0002, which dropped
+        # (library_id, sort_name, id): every index costs the sync, and with --library the
+        # planner walks these and skips other libraries' items).
+        Index("ix_media_sort_name_id", "sort_name", "id"),
+        Index("ix_media_year_id", "year", "id"),
+        Index("ix_media_added_id", "added_at", "id"),
+        Index("ix_media_rating_id", "community_rating", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -143,6 +149,8 @@ class TagAlias(Base):
     """What normalization decided for a raw tag name; tag_id NULL means the tag is dropped."""
 
     __tablename__ = "tag_alias"
+    # Deleting a tag makes the ON DELETE CASCADE check look its aliases up by tag_id.
+    __table_args__ = (Index("ix_tag_alias_tag_id", "tag_id"),)
 
     raw_name: Mapped[str] = mapped_column(String(200), primary_key=True)
     tag_id: Mapped[int | None] = mapped_column(ForeignKey("tag.id", ondelete="CASCADE"))

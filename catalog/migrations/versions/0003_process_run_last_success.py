@@ -1,7 +1,7 @@
 """process_run.last_success_at: when an item's process last succeeded
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-26 01:10:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import catalog.db.models
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,235 @@
+"""`catalog media`: list the catalog's items a page at a time (or all of them), show one."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import suppress
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from catalog.cli.common import (
+    ConfigOpt,
+    DatabaseOpt,
+    DebugOpt,
+    JsonOpt,
+    errors,
+    open_catalog,
+    print_json,
+    setup_logging,
+    stdout,
+)
+from catalog.cli.output import Format, ItemWriter, next_page_hint
+from catalog.config import load_settings
+from catalog.media import (
+    ANY,
+    ITEM_FIELDS,
+    MAX_PAGE,
+    MISSING,
+    PRESENT,
+    MediaFilter,
+    MediaPage,
+    Sort,
+    get_media,
+    iter_media_pages,
+    list_media,
+    parse_years,
+)
+
+ALL_PAGE_SIZE = 2_000  # --all reads this many items per query: few round trips, small memory
+
+YEAR_HELP = "Released in this year or range, inclusive (1940..1959; 1940.. and ..1959 are open)."
+FORMAT_HELP = "Output format (default: table on a terminal, else json)."
+
+app = typer.Typer(help="The catalog's items: list them with filters, a page at a time; show one.")
+
+
+class SortKey(StrEnum):
+    name = "name"
+    year = "year"
+    added = "added"
+    rating = "rating"
+
+
+def _years(value: str | None) -> tuple[int | None, int | None]:
+    if value is None:
+        return None, None
+    try:
+        return parse_years(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--year") from None
+
+
+@app.command("list")
+def list_command(
+    library: Annotated[
+        list[str] | None, typer.Option("--library", "-l", help="Only this library (repeatable).")
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="Only this server's items.")
+    ] = None,
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", help="movie, series or episode (repeatable).")
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Carrying this tag, of any origin (repeatable: all of them)."),
+    ] = None,
+    genre: Annotated[
+        list[str] | None, typer.Option("--genre", help="Of this genre (repeatable: all of them).")
+    ] = None,
+    year: Annotated[
+        str | None,
+        typer.Option("--year", metavar="YEAR|A..B", help=YEAR_HELP),
+    ] = None,
+    missing: Annotated[
+        bool, typer.Option("--missing", help="Only items the server no longer lists.")
+    ] = False,
+    include_missing: Annotated[
+        bool, typer.Option("--include-missing", help="Present and missing items alike.")
+    ] = False,
+    untagged: Annotated[
+        bool, typer.Option("--untagged", help="Only items never tagged successfully.")
+    ] = False,
+    search: Annotated[
+        str | None, typer.Option("--search", help="Name contains this text (any case).")
+    ] = None,
+    sort: Annotated[
+        SortKey, typer.Option("--sort", help="Order (ties by id; items without the key last).")
+    ] = SortKey.name,
+    desc: Annotated[bool, typer.Option("--desc", help="Descending order.")] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_PAGE, help="Items per page.")
+    ] = 50,
+    after: Annotated[
+        str | None, typer.Option("--after", help="Next page: the cursor the last page gave.")
+    ] = None,
+    all_pages: Annotated[
+        bool,
+        typer.Option("--all", help="Every page from --after on, streamed (not with table)."),
+    ] = False,
+    output: Annotated[
+        Format | None,
+        typer.Option("--format", help=FORMAT_HELP, show_default=False),
+    ] = None,
+    config: ConfigOpt = None,
+    database_url: DatabaseOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Items a page at a time, filtered and sorted; the next page with --after CURSOR."""
+    output = output or (Format.table if stdout.is_terminal else Format.json)
+    if missing and include_missing:
+        raise typer.BadParameter("give --missing or --include-missing, not both")
+    if all_pages and output is Format.table:
+        raise typer.BadParameter("--all streams data: use --format json, ndjson or csv")
+    years = _years(year)
+    filters = MediaFilter(
+        libraries=tuple(library or ()), server=server, kinds=tuple(kind or ()),
+        tags=tuple(tag or ()), genres=tuple(genre or ()), year_from=years[0], year_to=years[1],
+        presence=MISSING if missing else ANY if include_missing else PRESENT,
+        untagged=untagged, search=search,
+    )  # fmt: skip
+    setup_logging(True, debug)
+    with errors(debug):
+        engine = open_catalog(load_settings(config, database_url=database_url).database_url)
+        try:
+            with engine.connect() as conn:
+                order = Sort(sort.value, desc)
+                if all_pages:
+                    pages = iter_media_pages(conn, filters, order, after, ALL_PAGE_SIZE)
+                    _stream(pages, output)
+                else:
+                    page = list_media(conn, filters, order, after, limit)
+                    _render_page(page.items, page.next_cursor, output)
+        except BrokenPipeError:
+            _reader_left()
+        finally:
+            engine.dispose()
+
+
+def _reader_left() -> None:
+    """The reader of stdout (head, less) stopped: not worth a message. Point stdout at
+    /dev/null so the interpreter's final flush can't fail again."""
+    with suppress(OSError, ValueError, io.UnsupportedOperation):  # stdout without a descriptor
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _stream(pages: Iterator[MediaPage], output: Format) -> None:
+    first = next(pages)  # a bad cursor or filter fails here, before any output
+    writer = ItemWriter(output, ITEM_FIELDS)
+    writer.write(first.items)
+    for page in pages:
+        writer.write(page.items)
+    writer.close(None)
+
+
+def _render_page(items: list[dict[str, Any]], cursor: str | None, output: Format) -> None:
+    if output is not Format.table:
+        writer = ItemWriter(output, ITEM_FIELDS)
+        writer.write(items)
+        writer.close(cursor)
+        return
+    table = Table("id", "name", "year", "kind", "library", "rating", "genres", "tags")
+    for item in items:
+        rating = item["community_rating"]
+        table.add_row(
+            str(item["id"]), item["name"] + (" (missing)" if item["missing_since"] else ""),
+            str(item["year"] or ""), item["kind"], item["library"],
+            f"{rating:.1f}" if rating is not None else "", ", ".join(item["genres"]),
+            _shorten(item["tags"]),
+        )  # fmt: skip
+    stdout.print(table)
+    if cursor:
+        next_page_hint(cursor)
+
+
+def _shorten(names: list[str], most: int = 6) -> str:
+    shown = ", ".join(names[:most])
+    return f"{shown} (+{len(names) - most})" if len(names) > most else shown
+
+
+@app.command()
+def show(
+    item: Annotated[str, typer.Argument(help="The item's id, or the server's id for it.")],
+    config: ConfigOpt = None,
+    database_url: DatabaseOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """One item in full: its fields, tags by origin, genres, taglines and process runs."""
+    setup_logging(True, debug)
+    with errors(debug):
+        engine = open_catalog(load_settings(config, database_url=database_url).database_url)
+        try:
+            with engine.connect() as conn:
+                found = get_media(conn, item)
+        finally:
+            engine.dispose()
+    if json_out:
+        print_json(found)
+        return
+    _render_item(found)
+
+
+def _render_item(item: dict[str, Any]) -> None:
+    table = Table(show_header=False, title=f"{item['name']} ({item['id']})", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    skip = {"tags_by_origin", "taglines_by_origin", "runs", "taglines", "tags", "overview"}
+    for key, value in item.items():
+        if key not in skip:
+            table.add_row(key, "" if value is None else str(value))
+    for origin, names in item["tags_by_origin"].items():
+        table.add_row(f"tags ({origin})", ", ".join(names))
+    for tagline in item["taglines_by_origin"]:
+        table.add_row(f"tagline ({tagline['origin']})", tagline["text"])
+    for run in item["runs"]:
+        outcome = run["status"] + (f": {run['error']}" if run["error"] else "")
+        table.add_row(f"run {run['process']}", f"{run['last_run_at']} {outcome}")
+    table.add_row("overview", item["overview"] or "")
+    stdout.print(table)
