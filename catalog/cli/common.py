@@ -26,8 +26,8 @@ from catalog.errors import CatalogError
 from catalog.logs import REDACTOR, JsonFormatter, RedactingFormatter
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 success, 1 failure, 2 usage or config error, 3 partial (some items skipped), "
-    "75 another run holds the lock, 130/143 interrupted."
+    "Exit codes: 0 success, 1 failure, 2 usage or config error, 3 partial (some items skipped "
+    "or failed), 75 another run holds the lock, 130/143 interrupted."
 )
 
 stderr = Console(stderr=True)
