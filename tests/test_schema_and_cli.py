@@ -9,7 +9,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from catalog.cli import app
-from catalog.db.migrate import current_revision, head_revision
+from catalog.db.migrate import HEAD_REVISION, current_revision, head_revision
 from catalog.db.models import Base
 
 
@@ -97,3 +97,8 @@ def test_demo_never_touches_the_users_catalog(tmp_path):
     assert out.exit_code == 0, out.stderr
     user_catalog = default_database_url().removeprefix("sqlite:///")
     assert not __import__("os").path.exists(user_catalog)
+
+
+def test_the_head_revision_constant_is_alembics_head() -> None:
+    """Every command compares the catalog with HEAD_REVISION; a migration must move it."""
+    assert head_revision() == HEAD_REVISION
