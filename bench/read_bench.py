@@ -268,7 +268,7 @@ def machine(pg_url: str) -> str:
         pg = conn.execute(text("SHOW server_version")).scalar()
     engine.dispose()
     return (
-        f"{os.cpu_count()} cores ({cpu}; shared with two other engineers' work, so noisy), "
+        f"{os.cpu_count()} cores ({cpu}; shared with other work, so noisy), "
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, PostgreSQL {pg} "
         "on the same machine"
     )
