@@ -20,18 +20,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from report import watch_peak_rss, write_section
-from sqlalchemy import Connection, Engine, event, select, text
+from report import run_catalog, write_section
+from sqlalchemy import Connection, Engine, select, text
 from sync_bench import TOKEN, database, fake_server
 
-from catalog.db.engine import create_catalog_engine
+from catalog.db.engine import create_catalog_engine, recorded_statements
 from catalog.media import (
     LIBRARY,
     MEDIA,
@@ -96,20 +94,6 @@ def alternating(
     return times
 
 
-@contextmanager
-def counting(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def cursor_at(conn: Connection, sort: Sort, depth: int) -> str:
     """The cursor after the first `depth` items, reached by paging as a user would."""
     cursor, seen = None, 0
@@ -155,9 +139,9 @@ def pages(engine: Engine, repeat: int, depth: int) -> dict[str, Any]:
             cursor = cursor_at(conn, sort, depth)
             deep = list_media(conn, sort=sort, after=cursor, limit=PAGE)
             assert len(deep.items) == PAGE, (key, len(deep.items))
-            with counting(engine) as first_statements:
+            with recorded_statements(engine) as first_statements:
                 list_media(conn, sort=sort, limit=PAGE)
-            with counting(engine) as deep_statements:
+            with recorded_statements(engine) as deep_statements:
                 list_media(conn, sort=sort, after=cursor, limit=PAGE)
             first_runs, deep_runs = alternating(
                 lambda s=sort: list_media(conn, sort=s, limit=PAGE),
@@ -180,7 +164,7 @@ def pages(engine: Engine, repeat: int, depth: int) -> dict[str, Any]:
 
 def _statements(engine: Engine, conn: Connection, size: int) -> int:
     first = list_media(conn, sort=Sort("year"), limit=size)
-    with counting(engine) as seen:
+    with recorded_statements(engine) as seen:
         list_media(conn, sort=Sort("year"), after=first.next_cursor, limit=size)
     return len(seen)
 
@@ -191,23 +175,11 @@ def export(db_url: str, args: list[str], workdir: Path) -> tuple[float, int, flo
     env = {**os.environ, "CATALOG_DATABASE_URL": db_url}
     target = workdir / "read-bench-export.out"
     with target.open("wb") as sink:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "catalog", "media", "list", *args],
-            env=env, stdout=sink, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        peak = {"kib": 0}
-        watcher = threading.Thread(target=watch_peak_rss, args=(proc.pid, peak))
-        watcher.start()
-        _, stderr = proc.communicate()
-        wall = time.perf_counter() - started
-        watcher.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"catalog media list failed ({proc.returncode}): {stderr.decode()[-500:]}")
+        run = run_catalog(["media", "list", *args], env, stdout=sink)
     with target.open("rb") as produced:
         lines = sum(1 for _ in produced)
     target.unlink()
-    return wall, lines, peak["kib"] / 1024
+    return run.wall_s, lines, run.peak_rss_mb
 
 
 def exports(db_url: str, items: int, repeat: int, workdir: Path) -> dict[str, Any]:

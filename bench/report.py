@@ -3,8 +3,13 @@ child process's peak RSS."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 
 def write_section(path: Path, header: str, section: str) -> None:
@@ -37,3 +42,32 @@ def watch_peak_rss(pid: int, peak: dict[str, int]) -> None:
         else:
             return  # a zombie: memory already released
         time.sleep(0.02)
+
+
+@dataclass
+class Watched:
+    """How a `catalog` command run as a child process went."""
+
+    wall_s: float
+    peak_rss_mb: float
+    stdout: bytes
+
+
+def run_catalog(
+    args: list[str], env: dict[str, str], stdout: IO[Any] | int = subprocess.PIPE
+) -> Watched:
+    """`python -m catalog ARGS` as a user runs it: wall time and peak RSS; exits the benchmark
+    with the command's stderr when it fails."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "catalog", *args], env=env, stdout=stdout, stderr=subprocess.PIPE
+    )
+    peak = {"kib": 0}
+    watcher = threading.Thread(target=watch_peak_rss, args=(proc.pid, peak))
+    watcher.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - started
+    watcher.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"catalog {args[0]} failed ({proc.returncode}): {err.decode()[-500:]}")
+    return Watched(wall, peak["kib"] / 1024, out or b"")

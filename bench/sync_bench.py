@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from naive_baseline import write_naively
-from report import watch_peak_rss, write_section
+from report import run_catalog, write_section
 
 from catalog.config import ServerConfig, SyncConfig
 from catalog.db.engine import create_catalog_engine
@@ -124,21 +123,9 @@ def run_command(db_url: str, server_url: str) -> CommandRun:
         **os.environ, "CATALOG_DATABASE_URL": db_url, "CATALOG_SERVER_URL": server_url,
         "CATALOG_SERVER_TOKEN": TOKEN,
     }  # fmt: skip
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "catalog", "sync", "--json", "--quiet"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    peak = {"kib": 0}
-    watcher = threading.Thread(target=watch_peak_rss, args=(proc.pid, peak))
-    watcher.start()
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - started
-    watcher.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"catalog sync failed ({proc.returncode}): {stderr.decode()[-500:]}")
-    summary = json.loads(stdout)
-    return CommandRun(wall, summary["duration_s"], peak["kib"] / 1024, summary)
+    run = run_catalog(["sync", "--json", "--quiet"], env)
+    summary = json.loads(run.stdout)
+    return CommandRun(run.wall_s, summary["duration_s"], run.peak_rss_mb, summary)
 
 
 def count_statements(db_url: str, server_url: str) -> tuple[int, int]:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, event, insert, inspect, select
+from sqlalchemy import Engine, insert, inspect, select
 
 from catalog.db import migrate
+from catalog.db.engine import recorded_statements
 from catalog.db.models import (
     Genre,
     Library,
@@ -189,21 +188,6 @@ def cli_pages(cli: Any, *args: str) -> list[list[dict]]:
             return found
 
 
-@contextmanager
-def counting(engine: Engine) -> Iterator[list[str]]:
-    """Every statement sent to the database while the block runs."""
-    seen: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def expected_order(items: list[Item], sort: str, desc: bool) -> list[str]:
     """Python's statement of the order: items with the key by (key, id) in the direction
     asked, then items without it by id in that direction."""
@@ -311,7 +295,7 @@ def test_a_page_costs_four_statements_whatever_its_size(engine, limit):
         for n in range(1500)
     ]  # fmt: skip
     seed(engine, items)
-    with engine.connect() as conn, counting(engine) as seen:
+    with engine.connect() as conn, recorded_statements(engine) as seen:
         page = list_media(conn, sort=Sort("year"), limit=limit)
         deep = list_media(conn, MediaFilter(tags=("noir",)), Sort("year"), page.next_cursor, limit)
     assert len(page.items) == len(deep.items) == limit

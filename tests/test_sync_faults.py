@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import TOKEN
+from conftest import TOKEN, hold_lock
 from sqlalchemy import func, select
 
 from catalog.db.models import Media, Run
@@ -189,25 +189,8 @@ def test_signal_commits_or_rolls_back_the_chunk_and_records_the_run(
     assert count_media(engine) == 104
 
 
-def hold_lock(database_url: str) -> subprocess.Popen:
-    code = (
-        "import sys\n"
-        "from catalog.db.engine import create_catalog_engine\n"
-        "from catalog.db.locks import job_lock\n"
-        f"engine = create_catalog_engine({database_url!r})\n"
-        "with job_lock(engine, 'sync', 'default'):\n"
-        "    print('locked', flush=True)\n"
-        "    sys.stdin.read()\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
-
-
 def test_second_sync_of_the_same_server_exits_75_at_once(cli, database_url, engine):
-    holder = hold_lock(database_url)
+    holder = hold_lock(database_url, "sync", "default")
     try:
         started = time.monotonic()
         out = cli("sync")
