@@ -18,8 +18,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from catalog.config import load_settings
 from catalog.db.engine import check_connection, create_catalog_engine
 from catalog.db.migrate import ensure_current
 from catalog.errors import CatalogError
@@ -137,6 +138,17 @@ def open_catalog(url: str) -> Engine:
     check_connection(engine)
     ensure_current(engine)
     return engine
+
+
+@contextmanager
+def catalog_connection(config: Path | None, database_url: str | None) -> Iterator[Connection]:
+    """A connection to the configured catalog, for a command that only reads it."""
+    engine = open_catalog(load_settings(config, database_url=database_url).database_url)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 def print_json(data: Any) -> None:

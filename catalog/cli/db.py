@@ -11,8 +11,8 @@ from catalog.cli.common import (
     DatabaseOpt,
     DebugOpt,
     JsonOpt,
+    catalog_connection,
     errors,
-    open_catalog,
     print_json,
     setup_logging,
     stderr,
@@ -71,10 +71,8 @@ def db_check(
     debug: DebugOpt = False,
 ) -> None:
     """Check what the schema cannot enforce: no link row points at a missing item, tag or genre."""
-    with errors(debug):
-        engine = open_catalog(load_settings(config, database_url=database_url).database_url)
-        with engine.connect() as conn:
-            counts = orphan_counts(conn)
+    with errors(debug), catalog_connection(config, database_url) as conn:
+        counts = orphan_counts(conn)
     bad = {k: v for k, v in counts.items() if v}
     if json_out:
         print_json({"status": "failed" if bad else "ok", "orphans": counts})

@@ -18,6 +18,7 @@ from catalog.cli.common import (
     DatabaseOpt,
     DebugOpt,
     JsonOpt,
+    catalog_connection,
     errors,
     open_catalog,
     print_json,
@@ -203,13 +204,8 @@ def show(
 ) -> None:
     """One item in full: its fields, tags by origin, genres, taglines and process runs."""
     setup_logging(True, debug)
-    with errors(debug):
-        engine = open_catalog(load_settings(config, database_url=database_url).database_url)
-        try:
-            with engine.connect() as conn:
-                found = get_media(conn, item)
-        finally:
-            engine.dispose()
+    with errors(debug), catalog_connection(config, database_url) as conn:
+        found = get_media(conn, item)
     if json_out:
         print_json(found)
         return

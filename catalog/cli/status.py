@@ -14,13 +14,12 @@ from catalog.cli.common import (
     DatabaseOpt,
     DebugOpt,
     JsonOpt,
+    catalog_connection,
     errors,
-    open_catalog,
     print_json,
     setup_logging,
     stdout,
 )
-from catalog.config import load_settings
 from catalog.ops import job_items
 from catalog.runs import recent_runs
 
@@ -41,13 +40,8 @@ def status(
 ) -> None:
     """The last runs, newest first: command, server, start, duration, status, items, error."""
     setup_logging(True, debug)
-    with errors(debug):
-        engine = open_catalog(load_settings(config, database_url=database_url).database_url)
-        try:
-            with engine.connect() as conn:
-                runs = [run_row(run) for run in recent_runs(conn, limit, tuple(job or ()))]
-        finally:
-            engine.dispose()
+    with errors(debug), catalog_connection(config, database_url) as conn:
+        runs = [run_row(run) for run in recent_runs(conn, limit, tuple(job or ()))]
     if json_out:
         print_json({"runs": runs})
     else:

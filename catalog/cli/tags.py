@@ -20,6 +20,7 @@ from catalog.cli.common import (
     LogFormatOpt,
     MetricsFileOpt,
     QuietOpt,
+    catalog_connection,
     errors,
     open_catalog,
     print_json,
@@ -85,11 +86,8 @@ def tags(
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--after") from None
     setup_logging(True, debug)
-    with errors(debug):
-        engine = open_catalog(load_settings(config, database_url=database_url).database_url)
-        with engine.connect() as conn:
-            page = list_tags(conn, order.value, limit, after)
-        engine.dispose()
+    with errors(debug), catalog_connection(config, database_url) as conn:
+        page = list_tags(conn, order.value, limit, after)
     _render_page(page.items, page.next_cursor, output)
 
 
