@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from report import run_catalog, write_section
+from report import machine, run_catalog, write_section
 from sqlalchemy import Connection, Engine, select, text
 from sync_bench import TOKEN, database, fake_server
 
@@ -229,21 +227,12 @@ def bench_database(kind: str, server_url: str, args: argparse.Namespace) -> dict
 # -- the report ---------------------------------------------------------------------------------
 
 
-def machine(pg_url: str) -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+def postgres_version(pg_url: str) -> str:
     engine = create_catalog_engine(pg_url)
     with engine.connect() as conn:
-        pg = conn.execute(text("SHOW server_version")).scalar()
+        version = conn.execute(text("SHOW server_version")).scalar()
     engine.dispose()
-    return (
-        f"{os.cpu_count()} cores ({cpu}; shared with other work, so noisy), "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, PostgreSQL {pg} "
-        "on the same machine"
-    )
+    return str(version)
 
 
 def ms(seconds: float) -> str:
@@ -380,7 +369,7 @@ def main() -> None:
             print(f"benchmarking {kind} ...", file=sys.stderr, flush=True)
             results[kind] = bench_database(kind, server_url, args)
             print(json.dumps({kind: results[kind]}, indent=1, default=str), file=sys.stderr)
-    section = render(results, args, machine(args.postgres))
+    section = render(results, args, machine(postgres_version(args.postgres)))
     write_section(Path(args.out), HEADER, section)
     print(section)
 

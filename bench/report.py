@@ -3,6 +3,9 @@ child process's peak RSS."""
 
 from __future__ import annotations
 
+import os
+import platform
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -71,3 +74,23 @@ def run_catalog(
     if proc.returncode != 0:
         raise SystemExit(f"catalog {args[0]} failed ({proc.returncode}): {err.decode()[-500:]}")
     return Watched(wall, peak["kib"] / 1024, out or b"")
+
+
+def machine(postgres_version: str | None = None) -> str:
+    """One line naming the machine, for a benchmark's section."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    text = (
+        f"{os.cpu_count()} cores ({cpu}; shared with other work, so noisy), {mem:.0f} GiB, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
+    if postgres_version:
+        text += f", PostgreSQL {postgres_version} on the same machine"
+    return text

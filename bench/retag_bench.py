@@ -30,9 +30,9 @@ from typing import Any
 import httpx
 
 # Run as `python bench/retag_bench.py`: its own folder is on sys.path.
-from report import write_section
+from report import machine, write_section
 from sqlalchemy import text
-from sync_bench import TOKEN, database, fake_server, machine
+from sync_bench import TOKEN, database, fake_server
 
 from catalog.db.engine import create_catalog_engine, recorded_statements
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
@@ -193,7 +193,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
     ceiling = args.items / (args.items / ideal + faulty["rate_limited"] * FAULTS.retry_after_s)
     lines = [
         HEADER, "",
-        f"Machine: {machine()}; shared, so figures are medians of {args.repeat} runs.",
+        f"Machine: {machine()}; figures are medians of {args.repeat} runs.",
         f"`python bench/retag_bench.py --items {args.items} --repeat {args.repeat}`. The real "
         "command (`catalog retag --json`) in a subprocess against the fake tagger "
         f"(`catalog/fakes/tagger.py`) on loopback, latency {LATENCY_S * 1000:.0f} ms, "

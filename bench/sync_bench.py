@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from naive_baseline import write_naively
-from report import run_catalog, write_section
+from report import machine, run_catalog, write_section
 
 from catalog.config import ServerConfig, SyncConfig
 from catalog.db.engine import create_catalog_engine
@@ -204,19 +203,6 @@ def bench_database(kind: str, args: argparse.Namespace, urls: dict[str, str], sl
     result["statements_per_1000"] = statements / seen * 1000
     result["runs"] = runs
     return result
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}"
 
 
 def render(results: dict[str, dict], args: argparse.Namespace) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sqlite3
 import statistics
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 # Run as `python bench/tags_bench.py`: its own folder is on sys.path.
-from report import write_section
+from report import machine, write_section
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
@@ -354,20 +353,9 @@ def bench_database(kind: str, catalogs: Catalogs, rules: Path, args: argparse.Na
 # -- the report ---------------------------------------------------------------------------------
 
 
-def machine(catalogs: Catalogs) -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+def postgres_version(catalogs: Catalogs) -> str:
     with catalogs.admin.connect() as conn:
-        pg = conn.execute(text("SHOW server_version")).scalar()
-    return (
-        f"{os.cpu_count()} cores ({cpu}, shared and noisy), {mem:.0f} GiB, Python "
-        f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, PostgreSQL {pg} on the "
-        "same machine"
-    )
+        return str(conn.execute(text("SHOW server_version")).scalar())
 
 
 def render(results: dict[str, dict], args: argparse.Namespace, where: str, startup: float) -> str:
@@ -483,7 +471,8 @@ def main() -> None:
             print(f"benchmarking {kind} ...", file=sys.stderr, flush=True)
             results[kind] = bench_database(kind, catalogs, rules, args)
             print(json.dumps({kind: results[kind]}, indent=1, default=str), file=sys.stderr)
-        section = render(results, args, machine(catalogs), startup_seconds(args.repeat))
+        where = machine(postgres_version(catalogs))
+        section = render(results, args, where, startup_seconds(args.repeat))
     finally:
         catalogs.close()
         rules.unlink(missing_ok=True)

@@ -20,10 +20,9 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, delete, exists, func, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from catalog.aio import DbThread
+from catalog.db.engine import in_connection, in_transaction
 from catalog.db.locks import job_lock, lock_key
 from catalog.db.models import (
     Genre,
@@ -35,8 +34,9 @@ from catalog.db.models import (
     ProcessRun,
     Tag,
 )
-from catalog.db.writers import resolve_tags
+from catalog.db.writers import dialect_insert, resolve_tags
 from catalog.errors import CircuitOpen, MalformedAnswer, TaggerCallFailed, TaggerError
+from catalog.http import HttpStats
 from catalog.runs import (
     FAILED,
     INTERRUPTED,
@@ -49,7 +49,7 @@ from catalog.runs import (
     utcnow,
 )
 from catalog.tagging import TagAnswer, TagRequest
-from catalog.tagging.client import TaggerClient, TaggerStats
+from catalog.tagging.client import TaggerClient
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,10 @@ def _overdue_where(selection: Selection, now: datetime) -> list[Any]:
 
 
 def count_overdue(conn: Connection, selection: Selection, now: datetime) -> int:
-    """How many items a retag with `selection` would take (before its limit)."""
+    """How many items a retag with `selection` would take, its limit included."""
     query = select(func.count()).select_from(MEDIA).where(*_overdue_where(selection, now))
-    return conn.execute(query).scalar_one()
+    total = conn.execute(query).scalar_one()
+    return total if selection.limit is None else min(total, selection.limit)
 
 
 def _names(conn: Connection, link: Any, names: Any, key: Any) -> Any:
@@ -262,7 +263,7 @@ def _replace_tagger_links(conn: Connection, answered: list[Outcome]) -> None:
     }
     if links:
         rows = [{"media_id": m, "tag_id": t, "origin": TAGGER_ORIGIN} for m, t in sorted(links)]
-        conn.execute(_insert(conn, MEDIA_TAG).on_conflict_do_nothing(), rows)
+        conn.execute(dialect_insert(conn, MEDIA_TAG).on_conflict_do_nothing(), rows)
     taglines = [
         {"media_id": o.request.media_id, "origin": TAGGER_ORIGIN, "position": n, "text": line}
         for o in answered
@@ -287,7 +288,7 @@ def _record_runs(
     ]  # fmt: skip
     for rows, updated in ((ok_rows, _SUCCESS_COLUMNS), (failed_rows, _FAILURE_COLUMNS)):
         if rows:
-            stmt = _insert(conn, RUN_ROW)
+            stmt = dialect_insert(conn, RUN_ROW)
             changes = {name: stmt.excluded[name] for name in updated}
             conn.execute(stmt.on_conflict_do_update(index_elements=_RUN_KEY, set_=changes), rows)
 
@@ -295,10 +296,6 @@ def _record_runs(
 _RUN_KEY = ["media_id", "process"]
 _SUCCESS_COLUMNS = ("last_run_at", "last_success_at", "input_hash", "status", "error")
 _FAILURE_COLUMNS = ("last_run_at", "status", "error")  # the last success stays on record
-
-
-def _insert(conn: Connection, table: Any) -> Any:
-    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 # -- a run --------------------------------------------------------------------------------------
@@ -373,9 +370,10 @@ async def run_retag(
         now = utcnow()
         report.run_id = await db.run(start_run, engine, "retag", None)
         try:
-            report.selected = await db.run(_selected_count, engine, selection, now)
+            report.selected = await db.run(in_connection, engine, count_overdue, selection, now)
             progress.started(report.selected)
-            existing = await db.run(_in_conn, engine, most_used_tags, client.config.existing_tags)
+            existing_count = client.config.existing_tags
+            existing = await db.run(in_connection, engine, most_used_tags, existing_count)
             run = _Run(engine, db, client, report, progress, batching or WriteBatching())
             await run.go(selection, now, existing)
             report.status = _status(report)
@@ -394,17 +392,6 @@ async def run_retag(
     return report
 
 
-def _selected_count(engine: Engine, selection: Selection, now: datetime) -> int:
-    with engine.connect() as conn:
-        total = count_overdue(conn, selection, now)
-    return total if selection.limit is None else min(total, selection.limit)
-
-
-def _in_conn(engine: Engine, fn: Any, *args: Any) -> Any:
-    with engine.connect() as conn:
-        return fn(conn, *args)
-
-
 def _status(report: RetagReport) -> str:
     """Partial when an item failed, the breaker gave up, or an item was left over (deleted
     while its call was out, or not reached); what was tagged stays either way."""
@@ -412,7 +399,7 @@ def _status(report: RetagReport) -> str:
     return PARTIAL if report.error or report.failed or left_over else OK
 
 
-def _finish_report(report: RetagReport, stats: TaggerStats) -> None:
+def _finish_report(report: RetagReport, stats: HttpStats) -> None:
     report.retries, report.rate_limited = stats.retries, stats.rate_limited
     report.skipped = max(report.selected - report.tagged - report.failed, 0)
     report.duration_s = round(time.monotonic() - report.started, 3)
@@ -515,15 +502,10 @@ class _Run:
             await self._write(batch)
 
     async def _write(self, batch: list[Outcome]) -> None:
-        counts = await self.db.run(_write_batch, self.engine, batch)
+        counts = await self.db.run(in_transaction, self.engine, write_outcomes, batch, utcnow())
         self.report.tagged += counts.tagged
         self.report.failed += counts.failed
         for outcome in batch:
             if outcome.error:
                 self.report.failures[outcome.error] = self.report.failures.get(outcome.error, 0) + 1
         self.progress.advanced(len(batch))
-
-
-def _write_batch(engine: Engine, batch: list[Outcome]) -> WriteCounts:
-    with engine.begin() as conn:
-        return write_outcomes(conn, batch, utcnow())

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, and_, case, delete, func, select, upd
 
 from catalog.aio import DbThread, prefetch
 from catalog.config import ServerConfig
+from catalog.db.engine import in_transaction
 from catalog.db.locks import job_lock
 from catalog.db.models import LINK_TABLES, Library, Media, Server
 from catalog.db.writers import ChunkCounts, writer_for
@@ -155,9 +156,11 @@ async def _sync_server(
     report: SyncReport,
 ) -> None:
     libraries = select_libraries(await source.libraries(), options.libraries or server.libraries)
-    server_id = await db.run(_in_tx, engine, register_server, server)
+    server_id = await db.run(in_transaction, engine, register_server, server)
     for library in libraries:
-        library_id, last_sync = await db.run(_in_tx, engine, register_library, server_id, library)
+        library_id, last_sync = await db.run(
+            in_transaction, engine, register_library, server_id, library
+        )
         since = last_sync - SINCE_LAST_MARGIN if options.since_last and last_sync else None
         result = LibraryResult(library.name, full=since is None)
         report.libraries.append(result)
@@ -227,7 +230,9 @@ class _LibrarySync:
         await self._write(library_id, items, parsed, seen_at)
         if since is None:
             await self._reconcile(library_id, library.name, seen_at)
-        await self.db.run(_in_tx, self.engine, mark_synced, library_id, seen_at, since is None)
+        await self.db.run(
+            in_transaction, self.engine, mark_synced, library_id, seen_at, since is None
+        )
         self.reporter.library_finished(self.result)
 
     async def _write(
@@ -268,7 +273,7 @@ class _LibrarySync:
     async def _reconcile(self, library_id: int, name: str, seen_at: datetime) -> None:
         try:
             missing, pruned = await self.db.run(
-                _in_tx, self.engine, mark_missing, library_id, name, seen_at, self.options
+                in_transaction, self.engine, mark_missing, library_id, name, seen_at, self.options
             )
         except MassDeleteRefused as exc:
             self.result.error = str(exc)
@@ -277,11 +282,6 @@ class _LibrarySync:
 
 
 # -- database steps (each runs inside one transaction on the database thread) ---------------
-
-
-def _in_tx(engine: Engine, fn: Any, *args: Any) -> Any:
-    with engine.begin() as conn:
-        return fn(conn, *args)
 
 
 def register_server(conn: Connection, server: ServerConfig) -> int:

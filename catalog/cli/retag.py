@@ -176,8 +176,6 @@ def _dry_run(settings: Settings, selection: Selection, json_out: bool) -> None:
         now = utcnow()
         with engine.connect() as conn:
             total = count_overdue(conn, selection, now)
-            if selection.limit is not None:
-                total = min(total, selection.limit)
             first = select_overdue(conn, selection, now, 0, min(DRY_RUN_SHOWN, total or 1))
     finally:
         engine.dispose()

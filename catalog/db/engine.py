@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from catalog.errors import ConfigError, DatabaseError
+
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -99,3 +101,15 @@ def recorded_statements(engine: Engine) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def in_transaction(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
+    """fn(conn, *args) in a transaction of its own (for DbThread.run)."""
+    with engine.begin() as conn:
+        return fn(conn, *args)
+
+
+def in_connection(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
+    """fn(conn, *args) on a connection of its own, for reads (for DbThread.run)."""
+    with engine.connect() as conn:
+        return fn(conn, *args)

@@ -305,6 +305,11 @@ def resolve_tags(conn: Connection, names: set[str]) -> dict[str, int | None]:
     return {**plain, **decided}
 
 
+def dialect_insert(conn: Connection, table: Any) -> Any:
+    """INSERT for `conn`'s dialect, which knows ON CONFLICT."""
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
 def ensure_names(conn: Connection, table: Any, names: Iterable[str]) -> dict[str, int]:
     """Ids of `names` in a (id, name unique) table, inserting the missing ones."""
     names = sorted(set(names))  # a stable order avoids deadlocks between concurrent writers
@@ -313,9 +318,10 @@ def ensure_names(conn: Connection, table: Any, names: Iterable[str]) -> dict[str
     query = select(table.c.name, table.c.id).where(table.c.name.in_(names))
     found = dict(conn.execute(query).all())
     if len(found) < len(names):  # usually every name exists already: skip the insert
-        dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         missing = [{"name": n} for n in names if n not in found]
-        conn.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=["name"]), missing)
+        conn.execute(
+            dialect_insert(conn, table).on_conflict_do_nothing(index_elements=["name"]), missing
+        )
         found = dict(conn.execute(query).all())
     return found
 

@@ -7,6 +7,7 @@ import contextlib
 import socket
 import sys
 import threading
+from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -21,7 +22,7 @@ class Reply(NamedTuple):
     drop: bool = False  # send half the body, then close
 
 
-class LoopbackServer:
+class LoopbackServer(ABC):
     """Serves `respond` on `host:port` (port 0: any free one); `url` is set by `start`."""
 
     server_name = "fake"
@@ -34,11 +35,11 @@ class LoopbackServer:
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
+    @abstractmethod
     def respond(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Reply:
         """The answer to one request; header names are lower-cased. Runs on a server thread."""
-        raise NotImplementedError
 
     def start(self) -> Self:
         """Bind and serve in a daemon thread."""

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from catalog.config import TaggerConfig
 from catalog.errors import MalformedAnswer, TaggerAuthError, TaggerCallFailed, TaggerError
-from catalog.http import RetryPolicy, parse_retry_after
+from catalog.http import HttpStats, RetryPolicy, parse_retry_after
 from catalog.tagging import TagAnswer, TagRequest
 from catalog.tagging.backends import Backend, backend_for
 from catalog.tagging.flow import CircuitBreaker, RateLimiter
@@ -21,15 +20,6 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONNECT_TIMEOUT_S = 10.0
-
-
-@dataclass
-class TaggerStats:
-    """What the calls did, for the run summary."""
-
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
 
 
 class _Retry(Exception):
@@ -52,7 +42,7 @@ class TaggerClient:
     ) -> None:
         self.config = config
         self.backend = backend or backend_for(config.kind, config.model)
-        self.stats = TaggerStats()
+        self.stats = HttpStats()
         self.limiter = RateLimiter(config.rate, config.effective_burst)
         self.breaker = CircuitBreaker(
             config.breaker_failures, config.breaker_cooldown_s, config.breaker_max_opens
