@@ -26,7 +26,7 @@ from typing import Any
 from croniter import croniter
 from dateutil.tz import tzlocal
 
-from catalog.errors import ConfigError
+from catalog.errors import ConfigError, Untranslatable
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ CRON_HELP = (
     'five fields (minute hour day-of-month month day-of-week, e.g. "0 3 * * *"), an alias '
     "like @daily, or six fields whose last counts seconds"
 )
-
-
-class Untranslatable(ConfigError):
-    """A cron expression that the target (systemd, cron, Kubernetes) cannot express exactly."""
 
 
 def check_expression(job: str, expression: str, where: str) -> str:
