@@ -7,7 +7,7 @@ FROM python:3.12-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/catalog
 WORKDIR /src
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md ./
 COPY catalog ./catalog
 RUN /opt/catalog/bin/pip install --no-compile . \
     && /opt/catalog/bin/python -m compileall -q /opt/catalog/lib
