@@ -1,14 +1,17 @@
 """Settings: a TOML file, overridden by CATALOG_* environment variables, overridden by flags.
 
-Every problem is reported as one ConfigError line naming the file, the key and what is wrong.
+Each setting's type and bounds are declared once (`SPECS`) and enforced for all three sources;
+every problem is one ConfigError line naming where the value came from (`FILE: sync.chunk_size`,
+`CATALOG_PAGE_SIZE`, `--chunk-size`) and what is wrong.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +21,16 @@ from sqlalchemy.exc import ArgumentError
 
 from catalog.errors import ConfigError
 from catalog.logs import add_secrets
-from catalog.runs import Retention
+from catalog.runs import KEEP_RUN_DAYS, KEEP_RUNS, Retention
 from catalog.schedule import JOBS, check_expression
 
 APP_NAME = "catalog"
 SERVER_KINDS = ("jellyfin", "emby")
 TAGGER_KINDS = ("tunabrain", "openai")
 MiB = 1024 * 1024
+MAX_CHUNK_SIZE = 10_000  # items per transaction: bigger chunks only hold locks longer
+MAX_CONCURRENCY = 512  # tagging calls in flight
+DEADLINE_TIMEOUTS = 4  # an unset deadline_s: this many timeouts
 
 
 def default_database_url() -> str:
@@ -60,6 +66,8 @@ class SyncConfig:
     retries: int = 5
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
+    deadline_s: float | None = None  # a request's whole budget; None: DEADLINE_TIMEOUTS x timeout_s
+    retry_after_max_s: float = 60.0  # the longest Retry-After honoured
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,8 @@ class TaggerConfig:
     batch_size: int = 100
     flush_s: float = 2.0
     max_answer_bytes: int = 1 * MiB
+    deadline_s: float | None = None  # a call's whole budget; None: DEADLINE_TIMEOUTS x timeout_s
+    retry_after_max_s: float = 60.0
 
     @property
     def effective_burst(self) -> int:
@@ -123,8 +133,8 @@ class Settings:
     default_server: str | None = None
     sync: SyncConfig = field(default_factory=SyncConfig)
     tagger: TaggerConfig = field(default_factory=TaggerConfig)
-    keep_runs: int = 500
-    keep_run_days: int | None = 90
+    keep_runs: int = KEEP_RUNS
+    keep_run_days: int | None = KEEP_RUN_DAYS
     schedule: Mapping[str, str] = field(default_factory=dict)  # job -> cron expression
     config_path: Path | None = None
 
@@ -155,12 +165,146 @@ class Settings:
         )
 
 
+# --- the declared table ------------------------------------------------------------------------
+# Every setting's type and bounds, declared once here and enforced wherever a value comes from:
+# the TOML file, a CATALOG_* variable or a flag. Each error names that source.
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting: its type, its bounds, and the variable and flag that may set it."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # `low` itself is refused: "must be greater than 0"
+    env: str | None = None
+    flag: str | None = None
+    choices: tuple[str, ...] = ()
+    check: Callable[[Any, str], None] | None = None  # raises ConfigError naming the source
+
+    def from_text(self, text: str, source: str) -> Any:
+        """A value given as text (an environment variable), typed and checked."""
+        if self.kind is str:
+            return self.validate(text, source)
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise ConfigError(f"{source}: must be {_type_name(self.kind)} (got {text!r})") from None
+        return self.validate(value, source)
+
+    def validate(self, value: Any, source: str) -> Any:
+        """The value, coerced int -> float where a number is expected; else a ConfigError."""
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"{source}: must be {_type_name(self.kind)} (got {type(value).__name__} {value!r})"
+            )
+        if self.kind is float and not math.isfinite(value):
+            raise ConfigError(f"{source}: must be a finite number (got {value})")
+        if problem := self._out_of_bounds(value):
+            raise ConfigError(f"{source}: {problem}")
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{source}: must be one of {', '.join(self.choices)} (got {value!r})")
+        if self.check is not None:
+            self.check(value, source)
+        return value
+
+    def _out_of_bounds(self, value: Any) -> str | None:
+        low, high = self.low, self.high
+        if self.kind is float and low is not None and high is not None:  # a share: an interval
+            inside = (low < value if self.low_open else low <= value) and value <= high
+            opening = "(" if self.low_open else "["
+            return None if inside else f"must be in {opening}{_num(low)}, {_num(high)}]"
+        if low is not None and (value <= low if self.low_open else value < low):
+            if self.low_open:
+                return f"must be greater than {_num(low)}"
+            return "must not be negative" if low == 0 else f"must be at least {_num(low)}"
+        if high is not None and value > high:
+            return f"must be at most {_num(high)}"
+        return None
+
+
+def _num(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def _positive(kind: type, **more: Any) -> Spec:
+    return Spec(kind, low=0, low_open=True, **more)
+
+
+def _not_negative(kind: type, **more: Any) -> Spec:
+    return Spec(kind, low=0, **more)
+
+
+def _http_url(value: str, source: str) -> None:
+    if value and not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: must start with http:// or https://")
+
+
+def _duration(value: str, source: str) -> None:
+    parse_duration(value, source)
+
+
+SPECS: dict[str, Spec] = {
+    "database_url": Spec(str, env="CATALOG_DATABASE_URL", flag="--database-url"),
+    "default_server": Spec(str, env="CATALOG_SERVER", flag="--server"),
+    "sync.page_size": _positive(int, env="CATALOG_PAGE_SIZE", flag="--page-size"),
+    "sync.chunk_size": Spec(
+        int, low=0, high=MAX_CHUNK_SIZE, low_open=True, env="CATALOG_CHUNK_SIZE",
+        flag="--chunk-size",
+    ),
+    "sync.mass_delete_share": Spec(float, 0, 1, low_open=True, env="CATALOG_MASS_DELETE_SHARE"),
+    "sync.max_page_bytes": _positive(int),
+    "sync.timeout_s": _positive(float),
+    "sync.retries": _not_negative(int),
+    "sync.backoff_s": _not_negative(float),
+    "sync.backoff_max_s": _not_negative(float),
+    "sync.deadline_s": _positive(float),
+    "sync.retry_after_max_s": _not_negative(float),
+    "tagger.url": Spec(str, env="CATALOG_TAGGER_URL", check=_http_url),
+    "tagger.kind": Spec(str, env="CATALOG_TAGGER_KIND", choices=TAGGER_KINDS),
+    "tagger.token": Spec(str, env="CATALOG_TAGGER_TOKEN"),
+    "tagger.model": Spec(str, env="CATALOG_TAGGER_MODEL"),
+    "tagger.rate": _positive(float, env="CATALOG_TAGGER_RATE", flag="--rate"),
+    "tagger.burst": _not_negative(int),
+    "tagger.concurrency": Spec(
+        int, low=0, high=MAX_CONCURRENCY, low_open=True, env="CATALOG_TAGGER_CONCURRENCY",
+        flag="--concurrency",
+    ),
+    "tagger.older_than": Spec(
+        str, env="CATALOG_RETAG_OLDER_THAN", flag="--older-than", check=_duration
+    ),
+    "tagger.timeout_s": _positive(float),
+    "tagger.retries": _not_negative(int),
+    "tagger.backoff_s": _not_negative(float),
+    "tagger.backoff_max_s": _not_negative(float),
+    "tagger.deadline_s": _positive(float),
+    "tagger.retry_after_max_s": _not_negative(float),
+    "tagger.existing_tags": _not_negative(int),
+    "tagger.breaker_failures": _positive(int),
+    "tagger.breaker_cooldown_s": _not_negative(float),
+    "tagger.breaker_max_opens": _positive(int),
+    "tagger.batch_size": _positive(int),
+    "tagger.flush_s": _positive(float),
+    "tagger.max_answer_bytes": _positive(int),
+    "runs.keep": Spec(int, low=1, env="CATALOG_KEEP_RUNS"),
+    "runs.keep_days": _not_negative(int, env="CATALOG_KEEP_DAYS"),
+}  # fmt: skip
+# Where a dotted setting lives on Settings when that is not the same name.
+_ATTRIBUTES = {"runs.keep": "keep_runs", "runs.keep_days": "keep_run_days"}
+
+
 def load_settings(
     config_path: Path | None = None,
     env: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Resolve settings: file < environment < flags (`overrides`, None meaning 'not given')."""
+    """Resolve settings: file < environment < flags (`overrides`, None meaning 'not given').
+
+    An override is named as load_settings is called: `chunk_size` for sync settings,
+    `tagger_rate` for tagger settings, `database_url`, `server`; SPECS says which flag it is."""
     env = os.environ if env is None else env
     path = _config_path(config_path, env)
     raw = _read_toml(path) if path else {}
@@ -168,11 +312,28 @@ def load_settings(
     settings = _from_mapping(raw, where, path)
     settings = _apply_env(settings, env)
     settings = _apply_overrides(settings, {k: v for k, v in overrides.items() if v is not None})
-    _check_sync(settings.sync, where)
+    settings = _resolve_deadlines(settings)
     _check_tagger(settings.tagger, where)
-    _check_runs(settings, where)
     secrets = [settings.tagger.token, *(s.token for s in settings.servers.values())]
     add_secrets(*secrets, _db_password(settings.database_url))
+    return settings
+
+
+def _set(settings: Settings, path: str, value: Any) -> Settings:
+    """Settings with the dotted setting `path` (a SPECS key) replaced."""
+    section, _, name = path.rpartition(".")
+    if section in ("sync", "tagger"):
+        config = replace(getattr(settings, section), **{name: value})
+        return replace(settings, **{section: config})
+    return replace(settings, **{_ATTRIBUTES.get(path, path): value})
+
+
+def _resolve_deadlines(settings: Settings) -> Settings:
+    for section in ("sync", "tagger"):
+        config = getattr(settings, section)
+        if config.deadline_s is None:
+            deadline = DEADLINE_TIMEOUTS * config.timeout_s
+            settings = _set(settings, f"{section}.deadline_s", deadline)
     return settings
 
 
@@ -204,35 +365,29 @@ def _from_mapping(raw: dict[str, Any], where: str, path: Path | None) -> Setting
         "database_url": str, "default_server": str, "sync": dict, "servers": dict, "runs": dict,
         "tagger": dict, "schedule": dict,
     }  # fmt: skip
-    _check_keys(raw, top, where, "")
-    sync_raw = raw.get("sync", {})
-    sync = SyncConfig(**_typed(sync_raw, _field_types(SyncConfig), where, "sync."))
-    tagger_raw = raw.get("tagger", {})
-    tagger = TaggerConfig(**_typed(tagger_raw, _field_types(TaggerConfig), where, "tagger."))
-    runs = _typed(raw.get("runs", {}), {"keep": int, "keep_days": int}, where, "runs.")
+    _typed(raw, top, where, "")
+    settings = Settings(config_path=path)
+    for section in ("sync", "tagger", "runs"):
+        table = raw.get(section, {})
+        _check_keys(table, _section_keys(section), where, f"{section}.")
+        for key, value in table.items():
+            dotted = f"{section}.{key}"
+            settings = _set(settings, dotted, SPECS[dotted].validate(value, f"{where}: {dotted}"))
+    for key in ("database_url", "default_server"):
+        if key in raw:
+            settings = _set(settings, key, SPECS[key].validate(raw[key], f"{where}: {key}"))
     schedule = _typed(raw.get("schedule", {}), dict.fromkeys(JOBS, str), where, "schedule.")
     for job, expression in schedule.items():
         check_expression(job, expression, f"{where}: schedule.{job}")
     servers = {name: _server(name, table, where) for name, table in raw.get("servers", {}).items()}
-    settings = Settings(
-        servers=servers, sync=sync, tagger=tagger, schedule=schedule, config_path=path
-    )
-    if "database_url" in raw:
-        settings = replace(settings, database_url=_typed(raw, top, where, "")["database_url"])
-    if "default_server" in raw:
-        settings = replace(settings, default_server=raw["default_server"])
-    if "keep" in runs:
-        settings = replace(settings, keep_runs=runs["keep"])
-    if "keep_days" in runs:
-        settings = replace(settings, keep_run_days=runs["keep_days"])
-    return settings
+    return replace(settings, servers=servers, schedule=schedule)
 
 
-def _check_runs(settings: Settings, where: str) -> None:
-    if settings.keep_runs < 1:
-        raise ConfigError(f"{where}: runs.keep: must be at least 1")
-    if settings.keep_run_days is not None and settings.keep_run_days < 0:
-        raise ConfigError(f"{where}: runs.keep_days: must not be negative (0: no age limit)")
+def _section_keys(section: str) -> dict[str, type]:
+    return {
+        path.removeprefix(f"{section}."): spec.kind
+        for path, spec in SPECS.items() if path.startswith(f"{section}.")
+    }  # fmt: skip
 
 
 def _db_password(url: str) -> str | None:
@@ -267,39 +422,10 @@ def _check_server(server: ServerConfig, prefix: str, env_style: bool = False) ->
         raise ConfigError(f"{prefix}{url}: must start with http:// or https://")
 
 
-def _check_sync(sync: SyncConfig, where: str) -> None:
-    positive = ("page_size", "chunk_size", "max_page_bytes", "timeout_s")
-    for name in positive:
-        if getattr(sync, name) <= 0:
-            raise ConfigError(f"{where}: sync.{name}: must be greater than 0")
-    if not 0 < sync.mass_delete_share <= 1:
-        raise ConfigError(f"{where}: sync.mass_delete_share: must be in (0, 1]")
-    if sync.retries < 0:
-        raise ConfigError(f"{where}: sync.retries: must not be negative")
-
-
 def _check_tagger(tagger: TaggerConfig, where: str) -> None:
-    if tagger.kind not in TAGGER_KINDS:
-        raise ConfigError(
-            f"{where}: tagger.kind: must be one of {', '.join(TAGGER_KINDS)} (got {tagger.kind!r})"
-        )
+    """What no single value shows: the checks that need two settings."""
     if tagger.kind == "openai" and not tagger.model:
         raise ConfigError(f"{where}: tagger.model: required for the openai kind")
-    if tagger.url and not tagger.url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where}: tagger.url: must start with http:// or https://")
-    positive = ("rate", "concurrency", "timeout_s", "batch_size", "flush_s", "max_answer_bytes",
-                "breaker_failures", "breaker_max_opens")  # fmt: skip
-    for name in positive:
-        if getattr(tagger, name) <= 0:
-            raise ConfigError(f"{where}: tagger.{name}: must be greater than 0")
-    for name in ("burst", "retries", "existing_tags", "breaker_cooldown_s"):
-        if getattr(tagger, name) < 0:
-            raise ConfigError(f"{where}: tagger.{name}: must not be negative")
-    tagger.older_than_s  # noqa: B018 -- parses, raising ConfigError naming the setting
-
-
-def _field_types(cls: type) -> dict[str, type]:
-    return {f.name: {"int": int, "float": float, "str": str}[str(f.type)] for f in fields(cls)}
 
 
 def _check_keys(raw: Mapping[str, Any], types: Mapping[str, type], where: str, prefix: str) -> None:
@@ -337,55 +463,22 @@ ENV_SERVER = ("CATALOG_SERVER_URL", "CATALOG_SERVER_KIND", "CATALOG_SERVER_TOKEN
 
 
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
-    if env.get("CATALOG_DATABASE_URL"):
-        settings = replace(settings, database_url=env["CATALOG_DATABASE_URL"])
-    if env.get("CATALOG_SERVER"):
-        settings = replace(settings, default_server=env["CATALOG_SERVER"])
-    sync_env = {
-        "CATALOG_PAGE_SIZE": "page_size",
-        "CATALOG_CHUNK_SIZE": "chunk_size",
-        "CATALOG_MASS_DELETE_SHARE": "mass_delete_share",
-    }
-    for var, name in sync_env.items():
-        if env.get(var):
-            settings = _set_from_env(settings, "sync", name, env[var], var)
-    for name in ("url", "kind", "token", "model", "rate", "concurrency"):
-        var = f"CATALOG_TAGGER_{name.upper()}"
-        if env.get(var):
-            settings = _set_from_env(settings, "tagger", name, env[var], var)
-    if older := env.get("CATALOG_RETAG_OLDER_THAN"):
-        var = "CATALOG_RETAG_OLDER_THAN"
-        settings = _set_from_env(settings, "tagger", "older_than", older, var)
+    for path, spec in SPECS.items():
+        if spec.env and env.get(spec.env):
+            settings = _set(settings, path, spec.from_text(env[spec.env], spec.env))
     if any(env.get(var) for var in ENV_SERVER):
         settings = _env_server(settings, env)
     return _env_schedule(settings, env)
 
 
 def _env_schedule(settings: Settings, env: Mapping[str, str]) -> Settings:
-    """CATALOG_SCHEDULE_<JOB> replaces [schedule] <job>; CATALOG_KEEP_RUNS / _DAYS, [runs]."""
+    """CATALOG_SCHEDULE_<JOB> replaces [schedule] <job>."""
     schedule = dict(settings.schedule)
     for job in JOBS:
         var = f"CATALOG_SCHEDULE_{job.upper()}"
         if env.get(var):
             schedule[job] = check_expression(job, env[var], var)
-    settings = replace(settings, schedule=schedule)
-    for var, name in (("CATALOG_KEEP_RUNS", "keep_runs"), ("CATALOG_KEEP_DAYS", "keep_run_days")):
-        if env.get(var):
-            try:
-                settings = replace(settings, **{name: int(env[var])})
-            except ValueError:
-                raise ConfigError(f"{var}: must be an integer (got {env[var]!r})") from None
-    return settings
-
-
-def _set_from_env(settings: Settings, section: str, name: str, text: str, var: str) -> Settings:
-    config = getattr(settings, section)
-    kind = _field_types(type(config))[name]
-    try:
-        value = kind(text)
-    except ValueError:
-        raise ConfigError(f"{var}: must be {_type_name(kind)} (got {text!r})") from None
-    return replace(settings, **{section: replace(config, **{name: value})})
+    return replace(settings, schedule=schedule)
 
 
 def _env_server(settings: Settings, env: Mapping[str, str]) -> Settings:
@@ -410,20 +503,19 @@ def _env_server(settings: Settings, env: Mapping[str, str]) -> Settings:
 
 
 def _apply_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
-    if "database_url" in overrides:
-        settings = replace(settings, database_url=overrides.pop("database_url"))
-    if "server" in overrides:
-        settings = replace(settings, default_server=overrides.pop("server"))
-    sync_fields = {f.name for f in fields(SyncConfig)}
-    sync_changes = {k: overrides.pop(k) for k in list(overrides) if k in sync_fields}
-    tagger_changes = {
-        k.removeprefix("tagger_"): overrides.pop(k) for k in list(overrides)
-        if k.startswith("tagger_")
-    }  # fmt: skip
-    if overrides:
-        raise TypeError(f"unknown setting overrides: {sorted(overrides)}")
-    return replace(
-        settings,
-        sync=replace(settings.sync, **sync_changes),
-        tagger=replace(settings.tagger, **tagger_changes),
-    )
+    for key, value in overrides.items():
+        path = _override_path(key)
+        spec = SPECS[path]
+        flag = spec.flag or "--" + key.replace("_", "-")
+        settings = _set(settings, path, spec.validate(value, flag))
+    return settings
+
+
+def _override_path(key: str) -> str:
+    """The SPECS key of a load_settings override (`chunk_size`, `tagger_rate`, `server`)."""
+    if key in ("server", "database_url"):
+        return {"server": "default_server"}.get(key, key)
+    for path in (f"sync.{key}", key.replace("tagger_", "tagger.", 1)):
+        if path in SPECS:
+            return path
+    raise TypeError(f"unknown setting override: {key}")

@@ -2,10 +2,13 @@
 
     CatalogError
     ├── ConfigError              bad or missing settings (exit 2)
+    │   ├── Untranslatable       a cron expression the target (systemd, Kubernetes) cannot express
+    │   └── UnknownRevision      `catalog db upgrade REV` names no migration (exit 2)
     ├── BadCursor                an --after cursor that no listing in this order gave out (exit 2)
     ├── BadFilter                a filter names nothing in the catalog; an ambiguous id (exit 2)
     ├── NoSuchItem               no item with the id asked for
     ├── DatabaseError            the catalog database cannot be reached or used
+    │   └── SchemaTooNew         the catalog was migrated by a newer catalog than this one
     ├── LockHeld                 another run of the same job holds its lock (exit 75)
     ├── MassDeleteRefused        a full sync would mark too much of a library missing
     ├── RulesError               a tag rule (rules file or command line) is invalid (exit 2)
@@ -40,6 +43,14 @@ class ConfigError(CatalogError):
     exit_code = 2
 
 
+class Untranslatable(ConfigError):
+    """A cron expression that the target (systemd, cron, Kubernetes) cannot express exactly."""
+
+
+class UnknownRevision(ConfigError):
+    """`catalog db upgrade REVISION` names no migration this program ships."""
+
+
 class BadCursor(CatalogError):
     """An --after cursor is malformed, or comes from a listing in another order."""
 
@@ -61,6 +72,10 @@ class NoSuchItem(CatalogError):
 
 class DatabaseError(CatalogError):
     """The catalog database cannot be reached or used."""
+
+
+class SchemaTooNew(DatabaseError):
+    """The catalog's schema revision is one this program does not know: a newer one made it."""
 
 
 class LockHeld(CatalogError):

@@ -40,6 +40,7 @@ from catalog.http import HttpStats
 from catalog.runs import (
     FAILED,
     INTERRUPTED,
+    KEEP_RUNS,
     OK,
     PARTIAL,
     RUNNING,
@@ -361,7 +362,7 @@ async def run_retag(
     report: RetagReport,
     progress: Progress | None = None,
     batching: WriteBatching | None = None,
-    retention: Retention | int = 500,
+    retention: Retention | int = KEEP_RUNS,
 ) -> RetagReport:
     """Retag what `selection` takes under the retag lock, recording the run. Whatever stops
     it (the breaker, a refused token, a signal), answers already received are written."""

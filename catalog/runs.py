@@ -18,14 +18,17 @@ RUNNING, OK, PARTIAL, FAILED, INTERRUPTED, ABANDONED = (
 # A partial run still did its job (items failed are counted apart): it counts as a success for
 # "when did this job last succeed" (freshness metrics, healthchecks).
 SUCCEEDED = (OK, PARTIAL)
+# The default run history: the newest KEEP_RUNS runs of each command, none older than KEEP_RUN_DAYS.
+KEEP_RUNS = 500
+KEEP_RUN_DAYS = 90
 
 
 @dataclass(frozen=True)
 class Retention:
     """How much run history to keep: the newest `keep` runs, none older than `days` days."""
 
-    keep: int = 500
-    days: int | None = 90
+    keep: int = KEEP_RUNS
+    days: int | None = KEEP_RUN_DAYS
 
 
 def utcnow() -> datetime:
@@ -51,7 +54,7 @@ def finish_run(
     status: str,
     counts: dict[str, Any] | None,
     error: str | None = None,
-    keep: int | Retention = 500,
+    keep: int | Retention = KEEP_RUNS,
 ) -> None:
     """Record how a run ended and apply the retention (`keep`: a number of runs, or both)."""
     retention = keep if isinstance(keep, Retention) else Retention(keep, None)

@@ -24,7 +24,17 @@ from catalog.db.models import LINK_TABLES, Library, Media, Server
 from catalog.db.writers import ChunkCounts, writer_for
 from catalog.errors import ConfigError, MassDeleteRefused
 from catalog.http import HttpStats
-from catalog.runs import FAILED, INTERRUPTED, OK, PARTIAL, Retention, finish_run, start_run, utcnow
+from catalog.runs import (
+    FAILED,
+    INTERRUPTED,
+    KEEP_RUNS,
+    OK,
+    PARTIAL,
+    Retention,
+    finish_run,
+    start_run,
+    utcnow,
+)
 from catalog.sources import InvalidItem, MediaItem, RawItem, Source
 from catalog.sources import Library as SourceLibrary
 from catalog.sources.jellyfin import NON_VIDEO_KINDS
@@ -115,7 +125,7 @@ async def run_sync(
     options: SyncOptions,
     reporter: Reporter,
     report: SyncReport,
-    keep_runs: int | Retention = 500,
+    keep_runs: int | Retention = KEEP_RUNS,
 ) -> SyncReport:
     """Sync `server` into the catalog under the job lock, recording the run."""
     with job_lock(engine, "sync", server.name), DbThread() as db:

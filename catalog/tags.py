@@ -26,7 +26,16 @@ from catalog.cursors import encode_cursor as pack_cursor
 from catalog.db.locks import job_lock
 from catalog.db.models import MediaTag, Server, Tag
 from catalog.errors import DatabaseError, RulesError
-from catalog.runs import FAILED, INTERRUPTED, OK, RUNNING, Retention, finish_run, start_run
+from catalog.runs import (
+    FAILED,
+    INTERRUPTED,
+    KEEP_RUNS,
+    OK,
+    RUNNING,
+    Retention,
+    finish_run,
+    start_run,
+)
 
 TAG, MEDIA_TAG, SERVER = Tag.__table__, MediaTag.__table__, Server.__table__
 TAG_NAME_MAX = TAG.c.name.type.length
@@ -422,7 +431,7 @@ def run_vocabulary_change(
     command: str,
     make_plan: Callable[[list[str]], Plan],
     report: ChangeReport,
-    keep_runs: int | Retention = 500,
+    keep_runs: int | Retention = KEEP_RUNS,
 ) -> ChangeReport:
     """Under the locks, read the tag list, plan, and apply in one transaction; record the run.
     Any failure rolls everything back and raises (a database failure as DatabaseError)."""

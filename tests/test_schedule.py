@@ -26,12 +26,11 @@ from typer.testing import CliRunner
 from catalog.cli import app
 from catalog.config import load_settings
 from catalog.db.models import Run
-from catalog.errors import ConfigError
+from catalog.errors import ConfigError, Untranslatable
 from catalog.fakes.media_server import Faults
 from catalog.schedule import (
     JOBS,
     ScheduleRunner,
-    Untranslatable,
     local_zone,
     next_run,
     on_calendar,

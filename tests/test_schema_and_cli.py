@@ -102,3 +102,30 @@ def test_demo_never_touches_the_users_catalog(tmp_path):
 def test_the_head_revision_constant_is_alembics_head() -> None:
     """Every command compares the catalog with HEAD_REVISION; a migration must move it."""
     assert head_revision() == HEAD_REVISION
+
+
+def test_db_upgrade_to_an_unknown_revision_is_one_line_and_exit_2(cli, engine):
+    out = cli("db", "upgrade", "nosuchrev")
+    assert out.exit_code == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: cannot upgrade to 'nosuchrev': Can't locate revision identified by 'nosuchrev' "
+        f"(known: 0001, 0002, {HEAD_REVISION}, head)"
+    ]
+    assert current_revision(engine) == HEAD_REVISION
+
+
+def test_a_catalog_newer_than_the_program_says_so_and_is_left_alone(cli, engine):
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    message = (
+        "error: the catalog's schema is at revision 0099, newer than this catalog program knows "
+        f"(latest {HEAD_REVISION}): upgrade the program, not the catalog"
+    )
+    for args in (("db", "upgrade"), ("sync",), ("media", "list"), ("status",)):
+        out = cli(*args)
+        assert out.exit_code == 1, args
+        assert out.stderr.strip().splitlines() == [message], args
+    assert "newer than this program" in cli("db", "current").stdout
+    assert current_revision(engine) == "0099"

@@ -21,7 +21,7 @@ from catalog.cli.common import (
 from catalog.config import load_settings
 from catalog.db.engine import check_connection, create_catalog_engine, mask_url
 from catalog.db.integrity import orphan_counts
-from catalog.db.migrate import current_revision, head_revision, upgrade
+from catalog.db.migrate import current_revision, head_revision, is_newer, upgrade
 
 app = typer.Typer(help="The catalog database: migrations and integrity.", no_args_is_help=True)
 
@@ -57,7 +57,11 @@ def db_current(
         )
         check_connection(engine)
         current, head = current_revision(engine), head_revision()
-        state = "up to date" if current == head else "behind: run `catalog db upgrade`"
+        state = (
+            "up to date" if current == head
+            else "newer than this program: upgrade catalog itself" if is_newer(current)
+            else "behind: run `catalog db upgrade`"
+        )  # fmt: skip
         stdout.print(
             f"{mask_url(engine.url)}: revision {current or 'none'} (latest {head}, {state})"
         )

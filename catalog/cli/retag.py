@@ -81,10 +81,10 @@ def retag(
     ] = False,
     rate: Annotated[
         float | None,
-        typer.Option("--rate", min=0.01, help="Calls per second, across all workers."),
+        typer.Option("--rate", help="Calls per second, across all workers."),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", min=1, max=512, help="Calls in flight at most.")
+        int | None, typer.Option("--concurrency", help="Calls in flight at most (1 to 512).")
     ] = None,
     config: ConfigOpt = None,
     database_url: DatabaseOpt = None,

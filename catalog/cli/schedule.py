@@ -214,9 +214,14 @@ def systemd_command(
         typer.Option(
             "--output-dir",
             show_default=False,
-            help="Write the unit files there (e.g. /etc/systemd/system) instead of printing them.",
+            help="Write the unit files there (e.g. /etc/systemd/system, or ~/.config/systemd/user "
+            "with --user) instead of printing them.",
         ),
     ] = None,
+    user: Annotated[
+        bool,
+        typer.Option("--user", help="Units for your own systemd manager (systemctl --user)."),
+    ] = False,
     executable: ExecutableOpt = None,
     metrics_file: MetricsFileOpt = None,
     config: ConfigOpt = None,
@@ -227,18 +232,25 @@ def systemd_command(
     with errors(debug):
         settings = load_settings(config)
         how = _invocation(settings, executable, "--log-format", "json", *_passthrough(metrics_file))
-        units = systemd_units(scheduled_jobs(settings), how)
+        units = systemd_units(scheduled_jobs(settings), how, user=user)
         if output_dir is not None:
             output_dir.mkdir(parents=True, exist_ok=True)
             for name, text in units.items():
                 (output_dir / name).write_text(text, encoding="utf-8")
-    if output_dir is not None:
-        timers = " ".join(name for name in units if name.endswith(".timer"))
-        stderr.print(f"wrote {len(units)} units to {output_dir}; then: systemctl daemon-reload "
-                     f"&& systemctl enable --now {timers}", highlight=False)  # fmt: skip
-        return
-    for name, text in units.items():
-        sys.stdout.write(f"### {name}\n{text}\n")
+    if output_dir is None:
+        for name, text in units.items():
+            sys.stdout.write(f"### {name}\n{text}\n")
+    _systemd_hint(units, output_dir, user)
+
+
+def _systemd_hint(units: Mapping[str, str], output_dir: Path | None, user: bool) -> None:
+    timers = " ".join(name for name in units if name.endswith(".timer"))
+    systemctl = "systemctl --user" if user else "systemctl"
+    where = "~/.config/systemd/user" if user else "/etc/systemd/system"
+    done = f"wrote {len(units)} units to {output_dir}" if output_dir else f"save them in {where}"
+    linger = "; `loginctl enable-linger` runs them while you are logged out" if user else ""
+    stderr.print(f"{done}; then: {systemctl} daemon-reload && {systemctl} enable --now "
+                 f"{timers}{linger}", highlight=False)  # fmt: skip
 
 
 @app.command("kubernetes")
@@ -256,24 +268,64 @@ def kubernetes_command(
     ] = None,
     time_zone: Annotated[
         str | None,
-        typer.Option("--time-zone", help="Zone of the schedules (default: the cluster's, UTC)."),
+        typer.Option(
+            "--time-zone",
+            help="Zone of the schedules, e.g. Europe/Paris (default: the cluster's, UTC). "
+            "CronJob timeZone needs Kubernetes 1.27 or later.",
+        ),
     ] = None,
     starting_deadline: Annotated[
         int, typer.Option("--starting-deadline", min=10, help="Seconds a late run may start.")
     ] = 3600,
+    active_deadline: Annotated[
+        int,
+        typer.Option(
+            "--active-deadline",
+            min=60,
+            help="Seconds a run may take before Kubernetes stops it (a hung run would block "
+            "every later one).",
+        ),
+    ] = KubernetesOptions.active_deadline_s,
+    cpu_request: Annotated[str, typer.Option("--cpu-request", help="CPU requested.")] = "100m",
+    memory_request: Annotated[
+        str, typer.Option("--memory-request", help="Memory requested.")
+    ] = "256Mi",
+    cpu_limit: Annotated[
+        str | None, typer.Option("--cpu-limit", help="CPU limit (default: none, no throttling).")
+    ] = None,
+    memory_limit: Annotated[str, typer.Option("--memory-limit", help="Memory limit.")] = "1Gi",
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """CronJob manifests (concurrencyPolicy: Forbid), one per configured job."""
+    """CronJob manifests (concurrencyPolicy: Forbid), one per configured job: non-root,
+    read-only root filesystem, no capabilities, bounded time and resources."""
     setup_logging(True, debug)
     with errors(debug):
         settings = load_settings(config)
+        requests = {"cpu": cpu_request, "memory": memory_request}
+        limits = {"cpu": cpu_limit, "memory": memory_limit}
         options = KubernetesOptions(
             image=image, namespace=namespace, secret=secret or None, config_map=config_map,
             time_zone=time_zone, starting_deadline_s=starting_deadline,
+            active_deadline_s=active_deadline,
+            requests={k: v for k, v in requests.items() if v},
+            limits={k: v for k, v in limits.items() if v},
         )  # fmt: skip
         text = kubernetes_cronjobs(scheduled_jobs(settings), options)
+        _warn_if_throwaway(settings.database_url)
     sys.stdout.write(text)
+
+
+def _warn_if_throwaway(database_url: str) -> None:
+    """A SQLite catalog inside a pod lives on its throwaway disk: every run starts empty."""
+    if parse_url(database_url).get_backend_name() == "sqlite":
+        stderr.print(
+            "warning: the catalog is SQLite, which in a pod lives on the pod's throwaway disk "
+            "(and the root filesystem is read-only): set database_url (or CATALOG_DATABASE_URL "
+            "in the Secret) to a PostgreSQL catalog",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 # -- the foreground runner ----------------------------------------------------------------------

@@ -65,10 +65,10 @@ def sync(
         ),
     ] = False,
     chunk_size: Annotated[
-        int | None, typer.Option("--chunk-size", min=1, max=10_000, help="Items per transaction.")
+        int | None, typer.Option("--chunk-size", help="Items per transaction (1 to 10000).")
     ] = None,
     page_size: Annotated[
-        int | None, typer.Option("--page-size", min=1, help="Items per server request.")
+        int | None, typer.Option("--page-size", help="Items per server request.")
     ] = None,
     server: ServerOpt = None,
     config: ConfigOpt = None,

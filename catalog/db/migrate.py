@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
 
+from catalog.errors import SchemaTooNew, UnknownRevision
+
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 SCRIPT_LOCATION = str(files("catalog") / "migrations")
 # The newest migration. A test checks it against Alembic's own head, so a new migration that
@@ -28,11 +31,20 @@ def _config() -> Config:
     return cfg
 
 
-def head_revision() -> str | None:
-    """The newest migration, as Alembic reads it from the migration scripts."""
+def _scripts() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return ScriptDirectory.from_config(_config())
+
+
+def head_revision() -> str | None:
+    """The newest migration, as Alembic reads it from the migration scripts."""
+    return _scripts().get_current_head()
+
+
+def known_revisions() -> list[str]:
+    """Every migration this program ships, oldest first."""
+    return [script.revision for script in reversed(list(_scripts().walk_revisions()))]
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -43,14 +55,39 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the catalog to `revision` in one transaction."""
-    from alembic import command
+def is_newer(revision: str | None) -> bool:
+    """Whether a catalog at `revision` was migrated by a newer program than this one."""
+    return revision is not None and revision not in known_revisions()
 
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the catalog to `revision` in one transaction.
+
+    Raises SchemaTooNew for a catalog a newer program migrated, UnknownRevision for a target
+    no migration has (before anything is written)."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    refuse_newer(engine)
     cfg = _config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except CommandError as exc:
+        known = ", ".join([*known_revisions(), "head"])
+        reason = str(exc).splitlines()[0]
+        raise UnknownRevision(f"cannot upgrade to {revision!r}: {reason} (known: {known})") from exc
+
+
+def refuse_newer(engine: Engine) -> None:
+    """SchemaTooNew when the catalog's revision is one this program does not ship."""
+    current = current_revision(engine)
+    if is_newer(current):
+        raise SchemaTooNew(
+            f"the catalog's schema is at revision {current}, newer than this catalog program "
+            f"knows (latest {HEAD_REVISION}): upgrade the program, not the catalog"
+        )
 
 
 def ensure_current(engine: Engine) -> None:
