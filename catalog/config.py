@@ -22,7 +22,7 @@ from catalog.runs import Retention
 from catalog.schedule import JOBS, check_expression
 
 APP_NAME = "catalog"
-SERVER_KINDS = ("jellyfin", "emby")
+SERVER_KINDS = ("jellyfin", "emby", "plex")
 TAGGER_KINDS = ("tunabrain", "openai")
 MiB = 1024 * 1024
 
