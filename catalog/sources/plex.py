@@ -198,7 +198,8 @@ class PlexSource:
             container = self._decode(body, _Envelope, path).container
             served = container.metadata or []
             items = [raw_item(raw) for raw in served]
-            yield _drop_repeats(items, previous_ids), container.total_size
+            if served or not start:  # the first page carries the total, even when empty
+                yield _drop_repeats(items, previous_ids), container.total_size
             start += len(served)
             total = container.total_size
             # A short page ends the listing, unless the total says a server cap cut it short.
