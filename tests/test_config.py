@@ -127,7 +127,7 @@ def test_missing_config_file_is_named(tmp_path):
 
 
 def test_bad_server_environment_names_the_variable():
-    env = {"CATALOG_SERVER_URL": "http://x", "CATALOG_SERVER_KIND": "plex"}
+    env = {"CATALOG_SERVER_URL": "http://x", "CATALOG_SERVER_KIND": "kodi"}
     with pytest.raises(ConfigError, match="CATALOG_SERVER_KIND: must be one of jellyfin, emby"):
         load_settings(env=env)
 
