@@ -25,7 +25,7 @@ from catalog.runs import KEEP_RUN_DAYS, KEEP_RUNS, Retention
 from catalog.schedule import JOBS, check_expression
 
 APP_NAME = "catalog"
-SERVER_KINDS = ("jellyfin", "emby")
+SERVER_KINDS = ("jellyfin", "emby", "plex")
 TAGGER_KINDS = ("tunabrain", "openai")
 MiB = 1024 * 1024
 MAX_CHUNK_SIZE = 10_000  # items per transaction: bigger chunks only hold locks longer

@@ -68,6 +68,7 @@ async def get_bytes(
     path: str,
     *,
     params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
     policy: RetryPolicy,
     stats: HttpStats,
     max_bytes: int = DEFAULT_MAX_BYTES,
@@ -78,7 +79,7 @@ async def get_bytes(
         last = attempt == policy.retries
         stats.requests += 1
         try:
-            async with client.stream("GET", path, params=params) as response:
+            async with client.stream("GET", path, params=params, headers=headers) as response:
                 retry_in = _check_status(response, path, who, last)
                 if retry_in is None:
                     return await _read_capped(response, max_bytes, path, who)

@@ -95,7 +95,7 @@ def test_token_is_not_in_the_repr(tmp_path):
         ("[sync]\nchunk_size = 'big'", "sync.chunk_size: must be an integer (got str 'big')"),
         ("[sync]\nchunk_size = 0", "sync.chunk_size: must be greater than 0"),
         ("[sync]\nmass_delete_share = 1.5", "sync.mass_delete_share: must be in (0, 1]"),
-        ("[servers.a]\nurl = 'http://x'\nkind = 'plex'", "servers.a.kind: must be one of"),
+        ("[servers.a]\nurl = 'http://x'\nkind = 'kodi'", "servers.a.kind: must be one of"),
         ("[servers.a]\nkind = 'emby'", "servers.a.url: missing"),
         ("[servers.a]\nurl = 'jellyfin.lan'", "servers.a.url: must start with http://"),
         ("[servers.a]\nurl = 'http://x'\ncolour = 1", "servers.a.colour: unknown key"),
@@ -127,7 +127,7 @@ def test_missing_config_file_is_named(tmp_path):
 
 
 def test_bad_server_environment_names_the_variable():
-    env = {"CATALOG_SERVER_URL": "http://x", "CATALOG_SERVER_KIND": "plex"}
+    env = {"CATALOG_SERVER_URL": "http://x", "CATALOG_SERVER_KIND": "kodi"}
     with pytest.raises(ConfigError, match="CATALOG_SERVER_KIND: must be one of jellyfin, emby"):
         load_settings(env=env)
 

@@ -30,10 +30,11 @@ from catalog.cli.common import (
     stderr,
     stdout,
 )
-from catalog.config import APP_NAME, ServerConfig, Settings, load_settings
+from catalog.config import APP_NAME, SERVER_KINDS, ServerConfig, Settings, load_settings
 from catalog.db.engine import mask_url
 from catalog.errors import CatalogError
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
+from catalog.fakes.plex_server import FakePlexServer
 from catalog.ops import JobOutcome, observed_job
 from catalog.progress import LogReporter, QuietReporter, RichReporter
 from catalog.queries import library_overview
@@ -220,6 +221,9 @@ DEMO_TOKEN = "demo-token"
 @app.command()
 def demo(
     items: Annotated[int, typer.Option("--items", min=1, help="Items in the demo server.")] = 2000,
+    kind: Annotated[
+        str, typer.Option("--kind", help="The server to fake: jellyfin, emby or plex.")
+    ] = "jellyfin",
     database_url: DatabaseOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -232,8 +236,15 @@ def demo(
     libraries = [FakeLibrary("Movies", "movies", movies)]
     if items > movies:
         libraries.append(FakeLibrary("TV Shows", "tvshows", items - movies))
-    with errors(debug), FakeMediaServer(libraries, token=DEMO_TOKEN) as fake:
-        server = ServerConfig(name="demo", url=fake.url, token=DEMO_TOKEN)
+    if kind not in SERVER_KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(SERVER_KINDS)}", param_hint="--kind")
+    fake_server = (
+        FakePlexServer(libraries, token=DEMO_TOKEN)
+        if kind == "plex"
+        else FakeMediaServer(libraries, kind=kind, token=DEMO_TOKEN)
+    )
+    with errors(debug), fake_server as fake:
+        server = ServerConfig(name="demo", url=fake.url, kind=kind, token=DEMO_TOKEN)
         settings = Settings(database_url=url, servers={"demo": server})
         code = _run_sync(settings, server, SyncOptions(), json_out, quiet)
     if not (json_out or quiet):

@@ -9,7 +9,9 @@ import httpx
 
 from catalog.config import ServerConfig, SyncConfig
 from catalog.http import HttpStats, RetryPolicy
+from catalog.sources import Source
 from catalog.sources.jellyfin import JellyfinSource, auth_headers
+from catalog.sources.plex import PlexSource, client_headers
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -17,13 +19,15 @@ CONNECT_TIMEOUT_S = 10.0
 @asynccontextmanager
 async def open_source(
     server: ServerConfig, sync: SyncConfig, stats: HttpStats | None = None
-) -> AsyncIterator[JellyfinSource]:
-    """A ready source for `server` (Jellyfin or Emby); the token travels in a header only."""
+) -> AsyncIterator[Source]:
+    """A ready source for `server` (Jellyfin, Emby or Plex); the token travels in a header only."""
     timeout = httpx.Timeout(sync.timeout_s, connect=min(CONNECT_TIMEOUT_S, sync.timeout_s))
     policy = RetryPolicy(
         retries=sync.retries, backoff_s=sync.backoff_s, backoff_max_s=sync.backoff_max_s
     )
-    headers = {"Accept": "application/json", **auth_headers(server.kind, server.token)}
+    plex = server.kind == "plex"
+    auth = client_headers(server.token) if plex else auth_headers(server.kind, server.token)
+    headers = {"Accept": "application/json", **auth}
     async with httpx.AsyncClient(
         base_url=server.url.rstrip("/"),
         headers=headers,
@@ -32,11 +36,9 @@ async def open_source(
         follow_redirects=True,
         trust_env=False,
     ) as client:
-        yield JellyfinSource(
-            client,
-            kind=server.kind,
-            page_size=sync.page_size,
-            policy=policy,
-            max_page_bytes=sync.max_page_bytes,
-            stats=stats,
-        )
+        options = {"page_size": sync.page_size, "policy": policy,
+                   "max_page_bytes": sync.max_page_bytes, "stats": stats}  # fmt: skip
+        if plex:
+            yield PlexSource(client, **options)
+        else:
+            yield JellyfinSource(client, kind=server.kind, **options)
