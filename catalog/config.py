@@ -5,12 +5,14 @@ Every problem is reported as one ConfigError line naming the file, the key and w
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from sqlalchemy import make_url
@@ -20,6 +22,8 @@ from catalog.errors import ConfigError
 from catalog.logs import add_secrets
 from catalog.runs import Retention
 from catalog.schedule import JOBS, check_expression
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "catalog"
 SERVER_KINDS = ("jellyfin", "emby")
@@ -46,6 +50,7 @@ class ServerConfig:
     kind: str = "jellyfin"
     token: str = field(default="", repr=False)
     libraries: tuple[str, ...] = ()
+    redirect_hosts: tuple[str, ...] = ()  # other hosts it may redirect to (never given the token)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class SyncConfig:
     retries: int = 5
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
+    retry_after_max_s: float = 60.0  # a longer Retry-After fails the request at once
+    deadline_s: float = 0.0  # one attempt, connect to last byte; 0: 4 x timeout_s
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,9 @@ class TaggerConfig:
     batch_size: int = 100
     flush_s: float = 2.0
     max_answer_bytes: int = 1 * MiB
+    retry_after_max_s: float = 60.0  # a longer Retry-After fails the call at once
+    deadline_s: float = 0.0  # one attempt, connect to last byte; 0: 4 x timeout_s
+    redirect_hosts: tuple[str, ...] = ()  # other hosts it may redirect to (never given the token)
 
     @property
     def effective_burst(self) -> int:
@@ -164,6 +174,8 @@ def load_settings(
     env = os.environ if env is None else env
     path = _config_path(config_path, env)
     raw = _read_toml(path) if path else {}
+    if path:
+        warn_if_token_readable(path, raw)
     where = str(path) if path else "settings"
     settings = _from_mapping(raw, where, path)
     settings = _apply_env(settings, env)
@@ -208,7 +220,10 @@ def _from_mapping(raw: dict[str, Any], where: str, path: Path | None) -> Setting
     sync_raw = raw.get("sync", {})
     sync = SyncConfig(**_typed(sync_raw, _field_types(SyncConfig), where, "sync."))
     tagger_raw = raw.get("tagger", {})
-    tagger = TaggerConfig(**_typed(tagger_raw, _field_types(TaggerConfig), where, "tagger."))
+    tagger_values = _typed(tagger_raw, _field_types(TaggerConfig), where, "tagger.")
+    if "redirect_hosts" in tagger_values:
+        tagger_values["redirect_hosts"] = tuple(str(v) for v in tagger_values["redirect_hosts"])
+    tagger = TaggerConfig(**tagger_values)
     runs = _typed(raw.get("runs", {}), {"keep": int, "keep_days": int}, where, "runs.")
     schedule = _typed(raw.get("schedule", {}), dict.fromkeys(JOBS, str), where, "schedule.")
     for job, expression in schedule.items():
@@ -246,12 +261,13 @@ def _server(name: str, table: Any, where: str) -> ServerConfig:
     prefix = f"servers.{name}."
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: servers.{name}: must be a table")
-    types = {"url": str, "kind": str, "token": str, "libraries": list}
+    types = {"url": str, "kind": str, "token": str, "libraries": list, "redirect_hosts": list}
     values = _typed(table, types, where, prefix)
     if "url" not in values:
         raise ConfigError(f"{where}: {prefix}url: missing (the server's base URL)")
-    if "libraries" in values:
-        values["libraries"] = tuple(str(v) for v in values["libraries"])
+    for key in ("libraries", "redirect_hosts"):
+        if key in values:
+            values[key] = tuple(str(v) for v in values[key])
     server = ServerConfig(name=name, **values)
     _check_server(server, f"{where}: {prefix}")
     return server
@@ -265,13 +281,18 @@ def _check_server(server: ServerConfig, prefix: str, env_style: bool = False) ->
         )
     if not server.url.startswith(("http://", "https://")):
         raise ConfigError(f"{prefix}{url}: must start with http:// or https://")
+    check_no_credentials_in_url(
+        server.url, f"{prefix}{url}", f"{prefix}{'TOKEN' if env_style else 'token'}"
+    )
 
 
 def _check_sync(sync: SyncConfig, where: str) -> None:
-    positive = ("page_size", "chunk_size", "max_page_bytes", "timeout_s")
+    positive = ("page_size", "chunk_size", "max_page_bytes", "timeout_s", "retry_after_max_s")
     for name in positive:
         if getattr(sync, name) <= 0:
             raise ConfigError(f"{where}: sync.{name}: must be greater than 0")
+    if sync.deadline_s < 0:
+        raise ConfigError(f"{where}: sync.deadline_s: must not be negative (0: 4 x timeout_s)")
     if not 0 < sync.mass_delete_share <= 1:
         raise ConfigError(f"{where}: sync.mass_delete_share: must be in (0, 1]")
     if sync.retries < 0:
@@ -287,19 +308,21 @@ def _check_tagger(tagger: TaggerConfig, where: str) -> None:
         raise ConfigError(f"{where}: tagger.model: required for the openai kind")
     if tagger.url and not tagger.url.startswith(("http://", "https://")):
         raise ConfigError(f"{where}: tagger.url: must start with http:// or https://")
+    check_no_credentials_in_url(tagger.url, f"{where}: tagger.url", "tagger.token")
     positive = ("rate", "concurrency", "timeout_s", "batch_size", "flush_s", "max_answer_bytes",
-                "breaker_failures", "breaker_max_opens")  # fmt: skip
+                "breaker_failures", "breaker_max_opens", "retry_after_max_s")  # fmt: skip
     for name in positive:
         if getattr(tagger, name) <= 0:
             raise ConfigError(f"{where}: tagger.{name}: must be greater than 0")
-    for name in ("burst", "retries", "existing_tags", "breaker_cooldown_s"):
+    for name in ("burst", "retries", "existing_tags", "breaker_cooldown_s", "deadline_s"):
         if getattr(tagger, name) < 0:
             raise ConfigError(f"{where}: tagger.{name}: must not be negative")
     tagger.older_than_s  # noqa: B018 -- parses, raising ConfigError naming the setting
 
 
 def _field_types(cls: type) -> dict[str, type]:
-    return {f.name: {"int": int, "float": float, "str": str}[str(f.type)] for f in fields(cls)}
+    kinds = {"int": int, "float": float, "str": str, "tuple[str, ...]": list}
+    return {f.name: kinds[str(f.type)] for f in fields(cls)}
 
 
 def _check_keys(raw: Mapping[str, Any], types: Mapping[str, type], where: str, prefix: str) -> None:
@@ -427,3 +450,32 @@ def _apply_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
         sync=replace(settings.sync, **sync_changes),
         tagger=replace(settings.tagger, **tagger_changes),
     )
+
+
+def check_no_credentials_in_url(url: str, setting: str, token_setting: str) -> None:
+    """Refuse a user name or password in a server or tagger URL: it would travel to every
+    redirect target and show up wherever the URL is shown. The URL is not repeated."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigError(f"{setting}: not a valid URL") from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            f"{setting}: holds a user name or password (user:password@host); remove it and "
+            f"put the token in {token_setting}"
+        )
+
+
+def warn_if_token_readable(path: Path, raw: Mapping[str, Any]) -> None:
+    """One warning when a config file holding a token can be read by group or others."""
+    tables = [raw.get("tagger"), *dict(raw.get("servers") or {}).values()]
+    if not any(isinstance(t, dict) and t.get("token") for t in tables):
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning(
+            "%s holds a token and is readable by group or others; run: chmod 600 %s", path, path
+        )

@@ -8,35 +8,53 @@ from contextlib import asynccontextmanager
 import httpx
 
 from catalog.config import ServerConfig, SyncConfig
-from catalog.http import HttpStats, RetryPolicy
+from catalog.errors import SourceAuthError, SourceResponseError, SourceUnreachable
+from catalog.http import HttpClient, HttpStats, Peer, RetryPolicy, safe_url
 from catalog.sources.jellyfin import JellyfinSource, auth_headers
 
-CONNECT_TIMEOUT_S = 10.0
+
+def source_peer(server: ServerConfig) -> Peer:
+    """A media server as messages name it, failing with the Source* errors."""
+    return Peer(
+        f"{server.kind} server at {safe_url(server.url.rstrip('/'))}",
+        unreachable=SourceUnreachable,
+        refused=SourceAuthError,
+        failed=SourceResponseError,
+        oversized=SourceResponseError,
+        token_hint="check the server token setting",
+        size_hint=" (lower the page size or raise sync.max_page_bytes)",
+    )
+
+
+def source_policy(server: ServerConfig, sync: SyncConfig) -> RetryPolicy:
+    return RetryPolicy(
+        retries=sync.retries,
+        backoff_s=sync.backoff_s,
+        backoff_max_s=sync.backoff_max_s,
+        retry_after_max_s=sync.retry_after_max_s,
+        timeout_s=sync.timeout_s,
+        deadline_s=sync.deadline_s or None,
+        max_bytes=sync.max_page_bytes,
+        redirect_hosts=frozenset(server.redirect_hosts),
+    )
 
 
 @asynccontextmanager
 async def open_source(
-    server: ServerConfig, sync: SyncConfig, stats: HttpStats | None = None
+    server: ServerConfig,
+    sync: SyncConfig,
+    stats: HttpStats | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[JellyfinSource]:
-    """A ready source for `server` (Jellyfin or Emby); the token travels in a header only."""
-    timeout = httpx.Timeout(sync.timeout_s, connect=min(CONNECT_TIMEOUT_S, sync.timeout_s))
-    policy = RetryPolicy(
-        retries=sync.retries, backoff_s=sync.backoff_s, backoff_max_s=sync.backoff_max_s
-    )
-    headers = {"Accept": "application/json", **auth_headers(server.kind, server.token)}
-    async with httpx.AsyncClient(
-        base_url=server.url.rstrip("/"),
-        headers=headers,
-        timeout=timeout,
-        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-        follow_redirects=True,
-        trust_env=False,
-    ) as client:
-        yield JellyfinSource(
-            client,
-            kind=server.kind,
-            page_size=sync.page_size,
-            policy=policy,
-            max_page_bytes=sync.max_page_bytes,
-            stats=stats,
-        )
+    """A ready source for `server` (Jellyfin or Emby); the token travels in a header only, and
+    only to the server itself."""
+    async with HttpClient(
+        server.url,
+        peer=source_peer(server),
+        policy=source_policy(server, sync),
+        credentials=auth_headers(server.kind, server.token),
+        headers={"Accept": "application/json"},
+        stats=stats,
+        transport=transport,
+    ) as http:
+        yield JellyfinSource(http, kind=server.kind, page_size=sync.page_size)
