@@ -16,9 +16,9 @@ import logging
 import random
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 
@@ -41,6 +41,17 @@ CREDENTIAL_HEADERS = frozenset(
 ACCEPT_ENCODING = "gzip, deflate"
 
 
+class RetrySettings(Protocol):
+    """What a settings section holds about retries (SyncConfig and TaggerConfig do)."""
+
+    retries: int
+    backoff_s: float
+    backoff_max_s: float
+    retry_after_max_s: float
+    timeout_s: float
+    deadline_s: float  # 0: the default, DEADLINE_TIMEOUTS x timeout_s
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often, how patiently and for how long to try one request."""
@@ -57,6 +68,22 @@ class RetryPolicy:
     @property
     def deadline(self) -> float:
         return self.deadline_s or DEADLINE_TIMEOUTS * self.timeout_s
+
+    @classmethod
+    def of(
+        cls, settings: RetrySettings, *, max_bytes: int, redirect_hosts: Iterable[str] = ()
+    ) -> RetryPolicy:
+        """The policy a settings section ([sync], [tagger]) describes."""
+        return cls(
+            retries=settings.retries,
+            backoff_s=settings.backoff_s,
+            backoff_max_s=settings.backoff_max_s,
+            retry_after_max_s=settings.retry_after_max_s,
+            timeout_s=settings.timeout_s,
+            deadline_s=settings.deadline_s or None,
+            max_bytes=max_bytes,
+            redirect_hosts=frozenset(redirect_hosts),
+        )
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `attempt` (0-based): Retry-After if the server
@@ -107,6 +134,20 @@ class Pacing(Protocol):
     def rate_limited(self, retry_after: float | None) -> None: ...
 
     def answered(self) -> None: ...
+
+
+class _Call(NamedTuple):
+    """One request as the caller asked for it, whatever redirects and retries make of it."""
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None
+    json: Any
+    headers: Mapping[str, str]
+
+    @property
+    def what(self) -> str:
+        return f"{self.method} {self.path}"
 
 
 class _Retry(Exception):
@@ -184,18 +225,18 @@ class HttpClient:
     ) -> bytes:
         """The body of `method path`, retrying what is worth retrying. `path` is relative to
         the base URL, or a full URL; `headers` are extra headers for this request only."""
-        what = f"{method} {path}"
+        call = _Call(method, path, params, json, headers or {})
         policy = self.policy
         for attempt in range(policy.retries + 1):
             if self.pacing is not None:
                 await self.pacing.before_attempt()
             self.stats.requests += 1
             try:
-                return await self._attempt(method, path, params, json, headers or {})
+                return await self._attempt(call)
             except _Retry as retry:
                 if attempt == policy.retries:
-                    raise self._gave_up(retry, what, attempt + 1) from None
-                log.warning("%s: %s, retrying", what, retry)
+                    raise self._gave_up(retry, call.what, attempt + 1) from None
+                log.warning("%s: %s, retrying", call.what, retry)
                 self.stats.retries += 1
                 await asyncio.sleep(policy.delay(attempt, retry.wait))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -210,31 +251,18 @@ class HttpClient:
             f"{name} did not answer {what} after {attempts} attempts: {retry}"
         )
 
-    async def _attempt(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        body: Any,
-        headers: Mapping[str, str],
-    ) -> bytes:
+    async def _attempt(self, call: _Call) -> bytes:
         deadline = self.policy.deadline
         try:
             async with asyncio.timeout(deadline):
-                return await self._follow(method, path, params, body, headers)
+                return await self._follow(call)
         except TimeoutError:
-            raise _Retry(f"no complete answer within the {deadline:g} s deadline") from None
+            raise _Retry(f"no complete answer within the {deadline:g} s deadline_s") from None
         except httpx.TransportError as exc:
             raise _Retry(f"{type(exc).__name__}: {_first_line(exc)}") from None
 
-    async def _follow(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        body: Any,
-        headers: Mapping[str, str],
-    ) -> bytes:
+    async def _follow(self, call: _Call) -> bytes:
+        method, path, params, body, headers = call
         url = httpx.URL(path if "://" in path else self.base_url + path)
         trusted = _same_origin(httpx.URL(self.base_url), url)  # credentials go along
         for _ in range(MAX_REDIRECTS + 1):

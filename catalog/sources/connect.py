@@ -26,19 +26,6 @@ def source_peer(server: ServerConfig) -> Peer:
     )
 
 
-def source_policy(server: ServerConfig, sync: SyncConfig) -> RetryPolicy:
-    return RetryPolicy(
-        retries=sync.retries,
-        backoff_s=sync.backoff_s,
-        backoff_max_s=sync.backoff_max_s,
-        retry_after_max_s=sync.retry_after_max_s,
-        timeout_s=sync.timeout_s,
-        deadline_s=sync.deadline_s or None,
-        max_bytes=sync.max_page_bytes,
-        redirect_hosts=frozenset(server.redirect_hosts),
-    )
-
-
 @asynccontextmanager
 async def open_source(
     server: ServerConfig,
@@ -51,7 +38,9 @@ async def open_source(
     async with HttpClient(
         server.url,
         peer=source_peer(server),
-        policy=source_policy(server, sync),
+        policy=RetryPolicy.of(
+            sync, max_bytes=sync.max_page_bytes, redirect_hosts=server.redirect_hosts
+        ),
         credentials=auth_headers(server.kind, server.token),
         headers={"Accept": "application/json"},
         stats=stats,

@@ -53,19 +53,6 @@ def tagger_peer(config: TaggerConfig) -> TaggerPeer:
     )
 
 
-def tagger_policy(config: TaggerConfig) -> RetryPolicy:
-    return RetryPolicy(
-        retries=config.retries,
-        backoff_s=config.backoff_s,
-        backoff_max_s=config.backoff_max_s,
-        retry_after_max_s=config.retry_after_max_s,
-        timeout_s=config.timeout_s,
-        deadline_s=config.deadline_s or None,
-        max_bytes=config.max_answer_bytes,
-        redirect_hosts=frozenset(config.redirect_hosts),
-    )
-
-
 class TaggerClient:
     """Tags one item per `tag` call; many calls may run at once, paced together."""
 
@@ -88,7 +75,9 @@ class TaggerClient:
         self._http = HttpClient(
             config.url,
             peer=tagger_peer(config),
-            policy=tagger_policy(config),
+            policy=RetryPolicy.of(
+                config, max_bytes=config.max_answer_bytes, redirect_hosts=config.redirect_hosts
+            ),
             credentials={"Authorization": f"Bearer {config.token}"} if config.token else {},
             headers={"Accept": "application/json"},
             pacing=LimiterPacing(self.limiter),
