@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 import httpx
 
-from catalog.errors import CatalogError
+from catalog.errors import CatalogError, ErrorFamily
 from catalog.logs import REDACTOR
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ CREDENTIAL_HEADERS = frozenset(
 )
 # What we can decode while counting (see _Inflater); httpx would otherwise ask for br / zstd.
 ACCEPT_ENCODING = "gzip, deflate"
+GENERIC_ERRORS = ErrorFamily()  # a peer whose failures are only ever logged (the healthcheck)
 
 
 class RetrySettings(Protocol):
@@ -107,23 +108,21 @@ class HttpStats:
 
 @dataclass(frozen=True)
 class Peer:
-    """Who a client talks to, as messages name it, and the errors that stand for its failures:
-    `unreachable` (no answer after every retry), `refused` (401/403), `failed` (a bad status,
-    a redirect or Retry-After we will not follow), `oversized` (a body over the cap)."""
+    """Who a client talks to, as messages name it, and the errors of the tree that stand for
+    its failures (`errors`); the hints end the messages with what the user can do."""
 
     name: str
-    unreachable: type[CatalogError] = CatalogError
-    refused: type[CatalogError] = CatalogError
-    failed: type[CatalogError] = CatalogError
-    oversized: type[CatalogError] = CatalogError
+    errors: ErrorFamily = GENERIC_ERRORS
     token_hint: str = "check the token setting"
     size_hint: str = ""
 
     def status_error(self, status: int, request: str) -> CatalogError:
         """The error for a status that will not get better by retrying."""
         if status in (401, 403):
-            return self.refused(f"{self.name} refused the token (HTTP {status}); {self.token_hint}")
-        return self.failed(f"{self.name} answered HTTP {status} to {request}")
+            return self.errors.refused(
+                f"{self.name} refused the token (HTTP {status}); {self.token_hint}"
+            )
+        return self.errors.failed(f"{self.name} answered HTTP {status} to {request}")
 
 
 class Pacing(Protocol):
@@ -244,10 +243,10 @@ class HttpClient:
     def _gave_up(self, retry: _Retry, what: str, attempts: int) -> CatalogError:
         name = self.peer.name
         if retry.status is not None:
-            return self.peer.failed(
+            return self.peer.errors.failed(
                 f"{name} answered HTTP {retry.status} to {what} after {attempts} attempts"
             )
-        return self.peer.unreachable(
+        return self.peer.errors.unreachable(
             f"{name} did not answer {what} after {attempts} attempts: {retry}"
         )
 
@@ -280,7 +279,7 @@ class HttpClient:
                 response.status_code in (301, 302) and method not in ("GET", "HEAD")
             ):
                 method, body = "GET", None
-        raise self.peer.failed(
+        raise self.peer.errors.failed(
             f"{self.peer.name} redirected {method} {path} more than {MAX_REDIRECTS} times"
         )
 
@@ -291,13 +290,13 @@ class HttpClient:
         nobody configured."""
         location = response.headers.get("location")
         if not location:
-            raise self.peer.failed(f"{self.peer.name} redirected {what} without a Location")
+            raise self.peer.errors.failed(f"{self.peer.name} redirected {what} without a Location")
         target = url.join(location)
         if _same_origin(url, target) or _https_upgrade(url, target):
             return target, trusted
         if target.host in self.policy.redirect_hosts:
             return target, False
-        raise self.peer.failed(
+        raise self.peer.errors.failed(
             f"{self.peer.name} redirected {what} from {url.host} to another host, "
             f"{target.host}; refused (list it in redirect_hosts to follow such redirects, "
             "without the token)"
@@ -322,7 +321,7 @@ class HttpClient:
     def _check_retry_after(self, retry_after: float | None, status: int, what: str) -> None:
         cap = self.policy.retry_after_max_s
         if retry_after is not None and retry_after > cap:
-            raise self.peer.failed(
+            raise self.peer.errors.failed(
                 f"{self.peer.name} answered HTTP {status} to {what} asking to wait "
                 f"{retry_after:.0f} s (Retry-After), more than retry_after_max_s = {cap:g} s; "
                 "stopped instead of waiting"
@@ -346,7 +345,7 @@ class HttpClient:
         except _OverCap:
             raise self._too_large(what) from None
         except (zlib.error, ValueError) as exc:
-            raise self.peer.failed(
+            raise self.peer.errors.failed(
                 f"{self.peer.name} sent an undecodable body for {what}: {exc}"
             ) from None
         return bytes(body)
@@ -354,7 +353,7 @@ class HttpClient:
     def _too_large(self, what: str) -> CatalogError:
         cap = self.policy.max_bytes
         size = f"{cap // (1024 * 1024)} MiB" if cap >= 1024 * 1024 else f"{cap} bytes"
-        return self.peer.oversized(
+        return self.peer.errors.oversized(
             f"{self.peer.name} sent more than {size} for {what}; refused{self.peer.size_hint}"
         )
 

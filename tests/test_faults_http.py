@@ -23,7 +23,7 @@ from conftest import TOKEN
 from sqlalchemy import Engine, select
 
 from catalog.db.models import Media, ProcessRun, Run
-from catalog.errors import SourceResponseError
+from catalog.errors import SOURCE_ERRORS, SourceResponseError
 from catalog.fakes.loopback import LoopbackServer, Reply
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer, Faults
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
@@ -319,7 +319,7 @@ def test_same_host_https_upgrade_keeps_the_token_and_same_origin_redirects_are_f
         return httpx.Response(200, content=b"ok")
 
     async def go() -> bytes:
-        peer = Peer("the server", failed=SourceResponseError)
+        peer = Peer("the server", SOURCE_ERRORS)
         async with HttpClient(
             "http://media.test", peer=peer, credentials={"X-Emby-Token": "tok"},
             transport=httpx.MockTransport(handler),
@@ -340,7 +340,7 @@ def test_https_downgrade_is_refused():
         return httpx.Response(302, headers={"Location": "http://media.test/Items"})
 
     async def go() -> bytes:
-        peer = Peer("the server", failed=SourceResponseError)
+        peer = Peer("the server", SOURCE_ERRORS)
         async with HttpClient(
             "https://media.test", peer=peer, transport=httpx.MockTransport(handler)
         ) as http:

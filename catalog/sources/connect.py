@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 
 from catalog.config import ServerConfig, SyncConfig
-from catalog.errors import SourceAuthError, SourceResponseError, SourceUnreachable
+from catalog.errors import SOURCE_ERRORS
 from catalog.http import HttpClient, HttpStats, Peer, RetryPolicy, safe_url
 from catalog.sources.jellyfin import JellyfinSource, auth_headers
 
@@ -17,10 +17,7 @@ def source_peer(server: ServerConfig) -> Peer:
     """A media server as messages name it, failing with the Source* errors."""
     return Peer(
         f"{server.kind} server at {safe_url(server.url.rstrip('/'))}",
-        unreachable=SourceUnreachable,
-        refused=SourceAuthError,
-        failed=SourceResponseError,
-        oversized=SourceResponseError,
+        SOURCE_ERRORS,
         token_hint="check the server token setting",
         size_hint=" (lower the page size or raise sync.max_page_bytes)",
     )

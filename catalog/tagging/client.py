@@ -10,9 +10,9 @@ import httpx
 
 from catalog.config import TaggerConfig
 from catalog.errors import (
+    TAGGER_ERRORS,
     CatalogError,
     MalformedAnswer,
-    TaggerAuthError,
     TaggerCallFailed,
     TaggerError,
 )
@@ -43,10 +43,7 @@ def tagger_peer(config: TaggerConfig) -> TaggerPeer:
     url = safe_url(config.url.rstrip("/"))
     return TaggerPeer(
         f"the tagging service at {url}",
-        unreachable=TaggerCallFailed,
-        refused=TaggerAuthError,
-        failed=TaggerCallFailed,
-        oversized=MalformedAnswer,
+        TAGGER_ERRORS,
         token_hint="check CATALOG_TAGGER_TOKEN / [tagger] token",
         size_hint=" (raise tagger.max_answer_bytes)",
         url=url,
