@@ -27,7 +27,7 @@ from catalog.errors import SOURCE_ERRORS, SourceResponseError
 from catalog.fakes.loopback import LoopbackServer, Reply
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer, Faults
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
-from catalog.http import HttpClient, Peer
+from catalog.http import HttpClient, Peer, RetryPolicy
 
 MEDIA, PROCESS_RUN, RUN = Media.__table__, ProcessRun.__table__, Run.__table__
 MiB = 1024 * 1024
@@ -348,6 +348,32 @@ def test_https_downgrade_is_refused():
 
     with pytest.raises(SourceResponseError, match="redirected GET /Items"):
         asyncio.run(go())
+
+
+def test_any_method_with_per_request_headers_and_a_trusted_hop_drops_every_credential():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "plex.test":
+            return httpx.Response(307, headers={"Location": "http://cdn.test/put"})
+        return httpx.Response(200, content=b"done")
+
+    async def go() -> bytes:
+        policy = RetryPolicy(redirect_hosts=frozenset({"cdn.test"}))
+        async with HttpClient(
+            "http://plex.test", peer=Peer("plex", SOURCE_ERRORS), policy=policy,
+            credentials={"X-Plex-Token": "tok"}, transport=httpx.MockTransport(handler),
+        ) as http:  # fmt: skip
+            paging = {"X-Plex-Container-Start": "0", "X-Plex-Token": "per-request"}
+            return await http.request("PUT", "/labels", json={"a": 1}, headers=paging)
+
+    assert asyncio.run(go()) == b"done"
+    first, hop = seen
+    assert (first.method, first.headers["x-plex-token"]) == ("PUT", "tok")
+    assert first.headers["x-plex-container-start"] == "0" and first.content == b'{"a":1}'
+    assert hop.method == "PUT" and hop.content == b'{"a":1}', "307 keeps the method and body"
+    assert "x-plex-token" not in hop.headers and hop.headers["x-plex-container-start"] == "0"
 
 
 # -- huge Retry-After ----------------------------------------------------------------------------
