@@ -141,10 +141,10 @@ def assert_kept_then_converges(engine: Engine, fake: FakeMediaServer, rerun: Any
 
 
 def test_trickled_headers_end_at_the_default_deadline(database_url, engine, fake, tmp_path):
-    # Headers one byte every 50 ms: the 0.5 s read timeout never fires; the deadline
-    # (4 x timeout_s by default) does.
+    # Headers one byte every 200 ms (half a minute for the lot): the 0.5 s read timeout never
+    # fires; the deadline (4 x timeout_s by default) does.
     path = config(tmp_path, SYNC + "timeout_s = 0.5\n")
-    fake.faults = Faults(slow_headers_s=0.05, http_faults_from=FAULT_FROM)
+    fake.faults = Faults(slow_headers_s=0.2, http_faults_from=FAULT_FROM)
     started = time.monotonic()
     code, _, err = run_catalog(database_url, fake.url, "sync", "--config", path)
     assert code == 1
@@ -257,9 +257,10 @@ def test_redirect_to_another_host_is_refused_and_never_gets_the_token(
         server.faults = Faults(redirect_to=other_host.url, http_faults_from=FAULT_FROM)
         env = {**CHUNKED, "CATALOG_SERVER_KIND": kind}
         out = cli("sync", "--config", config(tmp_path, SYNC), url=server.url, env=env)
+        assert all(credential not in headers for headers in other_host.seen), "token sent away"
+        assert other_host.seen == [], "an unconfigured host was contacted"
         assert out.exit_code == 1
         assert f"redirected GET /Items from 127.0.0.1 to another host, {OTHER_HOST}" in out.stderr
-        assert other_host.seen == [], "an unconfigured host was contacted"
         rerun = lambda: cli("sync", url=server.url, env=env).exit_code  # noqa: E731
         assert_kept_then_converges(engine, server, rerun)
 
