@@ -7,6 +7,7 @@ every problem is one ConfigError line naming where the value came from (`FILE: s
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tomllib
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from sqlalchemy import make_url
@@ -23,6 +25,8 @@ from catalog.errors import ConfigError
 from catalog.logs import add_secrets
 from catalog.runs import KEEP_RUN_DAYS, KEEP_RUNS, Retention
 from catalog.schedule import JOBS, check_expression
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "catalog"
 SERVER_KINDS = ("jellyfin", "emby", "plex")
@@ -52,6 +56,7 @@ class ServerConfig:
     kind: str = "jellyfin"
     token: str = field(default="", repr=False)
     libraries: tuple[str, ...] = ()
+    redirect_hosts: tuple[str, ...] = ()  # other hosts it may redirect to (never given the token)
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class TaggerConfig:
     max_answer_bytes: int = 1 * MiB
     deadline_s: float | None = None  # a call's whole budget; None: DEADLINE_TIMEOUTS x timeout_s
     retry_after_max_s: float = 60.0
+    redirect_hosts: tuple[str, ...] = ()  # other hosts it may redirect to (never given the token)
 
     @property
     def effective_burst(self) -> int:
@@ -201,6 +207,8 @@ class Spec:
             raise ConfigError(
                 f"{source}: must be {_type_name(self.kind)} (got {type(value).__name__} {value!r})"
             )
+        if self.kind is list:
+            return tuple(str(v) for v in value)
         if self.kind is float and not math.isfinite(value):
             raise ConfigError(f"{source}: must be a finite number (got {value})")
         if problem := self._out_of_bounds(value):
@@ -241,6 +249,7 @@ def _not_negative(kind: type, **more: Any) -> Spec:
 def _http_url(value: str, source: str) -> None:
     if value and not value.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: must start with http:// or https://")
+    check_no_credentials_in_url(value, source, "the token setting")
 
 
 def _duration(value: str, source: str) -> None:
@@ -289,6 +298,7 @@ SPECS: dict[str, Spec] = {
     "tagger.batch_size": _positive(int),
     "tagger.flush_s": _positive(float),
     "tagger.max_answer_bytes": _positive(int),
+    "tagger.redirect_hosts": Spec(list),
     "runs.keep": Spec(int, low=1, env="CATALOG_KEEP_RUNS"),
     "runs.keep_days": _not_negative(int, env="CATALOG_KEEP_DAYS"),
 }  # fmt: skip
@@ -308,6 +318,8 @@ def load_settings(
     env = os.environ if env is None else env
     path = _config_path(config_path, env)
     raw = _read_toml(path) if path else {}
+    if path:
+        warn_if_token_readable(path, raw)
     where = str(path) if path else "settings"
     settings = _from_mapping(raw, where, path)
     settings = _apply_env(settings, env)
@@ -401,12 +413,13 @@ def _server(name: str, table: Any, where: str) -> ServerConfig:
     prefix = f"servers.{name}."
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: servers.{name}: must be a table")
-    types = {"url": str, "kind": str, "token": str, "libraries": list}
+    types = {"url": str, "kind": str, "token": str, "libraries": list, "redirect_hosts": list}
     values = _typed(table, types, where, prefix)
     if "url" not in values:
         raise ConfigError(f"{where}: {prefix}url: missing (the server's base URL)")
-    if "libraries" in values:
-        values["libraries"] = tuple(str(v) for v in values["libraries"])
+    for key in ("libraries", "redirect_hosts"):
+        if key in values:
+            values[key] = tuple(str(v) for v in values[key])
     server = ServerConfig(name=name, **values)
     _check_server(server, f"{where}: {prefix}")
     return server
@@ -420,6 +433,9 @@ def _check_server(server: ServerConfig, prefix: str, env_style: bool = False) ->
         )
     if not server.url.startswith(("http://", "https://")):
         raise ConfigError(f"{prefix}{url}: must start with http:// or https://")
+    check_no_credentials_in_url(
+        server.url, f"{prefix}{url}", f"{prefix}{'TOKEN' if env_style else 'token'}"
+    )
 
 
 def _check_tagger(tagger: TaggerConfig, where: str) -> None:
@@ -519,3 +535,32 @@ def _override_path(key: str) -> str:
         if path in SPECS:
             return path
     raise TypeError(f"unknown setting override: {key}")
+
+
+def check_no_credentials_in_url(url: str, setting: str, token_setting: str) -> None:
+    """Refuse a user name or password in a server or tagger URL: it would travel to every
+    redirect target and show up wherever the URL is shown. The URL is not repeated."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigError(f"{setting}: not a valid URL") from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            f"{setting}: holds a user name or password (user:password@host); remove it and "
+            f"put the token in {token_setting}"
+        )
+
+
+def warn_if_token_readable(path: Path, raw: Mapping[str, Any]) -> None:
+    """One warning when a config file holding a token can be read by group or others."""
+    tables = [raw.get("tagger"), *dict(raw.get("servers") or {}).values()]
+    if not any(isinstance(t, dict) and t.get("token") for t in tables):
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning(
+            "%s holds a token and is readable by group or others; run: chmod 600 %s", path, path
+        )

@@ -23,12 +23,15 @@
         │   └── MalformedAnswer  the service answered, but not with tags (the item fails)
         └── CircuitOpen          too many calls failed in a row, too often: the run stops (exit 3)
 
-Messages are single lines meant for a user; they never contain a secret.
+Messages are single lines meant for a user; they never contain a secret. Which of these stand
+for an HTTP peer's failures is declared once per client as an `ErrorFamily` (used by
+`catalog.http.Peer`): SOURCE_ERRORS, TAGGER_ERRORS.
 """
 
 from __future__ import annotations
 
 import signal
+from typing import NamedTuple
 
 
 class CatalogError(Exception):
@@ -142,3 +145,22 @@ class CircuitOpen(TaggerError):
     """The tagging service kept failing: the run stopped dispatching, keeping what it tagged."""
 
     exit_code = 3
+
+
+class ErrorFamily(NamedTuple):
+    """The errors that stand for one HTTP peer's failures: no answer after every retry, a
+    refused token (401/403), a bad status or a redirect / Retry-After we will not follow, and
+    a body over the size cap."""
+
+    unreachable: type[CatalogError] = CatalogError
+    refused: type[CatalogError] = CatalogError
+    failed: type[CatalogError] = CatalogError
+    oversized: type[CatalogError] = CatalogError
+
+
+SOURCE_ERRORS = ErrorFamily(
+    SourceUnreachable, SourceAuthError, SourceResponseError, SourceResponseError
+)
+# The tagger's: a call that failed fails its item (and counts for the breaker); an oversized
+# answer is the item's problem, not the service's.
+TAGGER_ERRORS = ErrorFamily(TaggerCallFailed, TaggerAuthError, TaggerCallFailed, MalformedAnswer)

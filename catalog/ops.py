@@ -20,6 +20,7 @@ needs nothing more; sync and tag changes are translated.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -34,16 +35,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import typer
 from filelock import FileLock
 
 from catalog.errors import CatalogError
+from catalog.http import HttpClient, Peer, RetryPolicy
 from catalog.runs import utcnow
 
 log = logging.getLogger(__name__)
 
 HEALTHCHECK_TIMEOUT_S = 5.0
+HEALTHCHECK_MAX_BYTES = 64 * 1024  # the answer is "OK"
 METRICS_LOCK_TIMEOUT_S = 10.0
 LOCK_HELD_EXIT = 75
 SUCCESS_EXITS = (0, 3)  # 3: the job ran, some items failed (counted in the items metric)
@@ -285,10 +287,16 @@ def ping_healthcheck(url: str, outcome: JobOutcome, timeout: float = HEALTHCHECK
     target = healthcheck_target(url, outcome)
     if target is None:
         return
+    # The URL's path is the check's secret (a UUID or ping key): messages name the host only.
+    host = urlsplit(target).hostname or "?"
     try:
-        response = httpx.get(target, timeout=timeout, follow_redirects=True)
-        response.raise_for_status()
+        asyncio.run(_ping(target, host, timeout))
     except Exception as exc:
-        # The URL's path is the check's secret (a UUID or ping key): name the host only.
-        host = urlsplit(target).netloc or "?"
         log.warning("healthcheck ping to %s failed: %s", host, type(exc).__name__)
+
+
+async def _ping(target: str, host: str, timeout: float) -> None:
+    # One try: the next run pings again, and a job must not wait on its monitor.
+    policy = RetryPolicy(retries=0, timeout_s=timeout, max_bytes=HEALTHCHECK_MAX_BYTES)
+    async with HttpClient(target, peer=Peer(f"the healthcheck at {host}"), policy=policy) as http:
+        await http.get(target)

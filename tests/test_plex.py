@@ -17,12 +17,13 @@ from test_sync import links_of, media_rows
 from typer.testing import CliRunner
 
 from catalog.cli import app
-from catalog.config import ServerConfig, load_settings
+from catalog.config import ServerConfig, SyncConfig, load_settings
 from catalog.db.models import Media
 from catalog.fakes.plex_server import FakeLibrary, FakePlexServer, Faults
 from catalog.progress import QuietReporter
 from catalog.sources import InvalidItem, Library, MediaItem
-from catalog.sources.plex import PlexSource, client_headers, parse_item, raw_item
+from catalog.sources.connect import open_source
+from catalog.sources.plex import PlexSource, parse_item, raw_item
 from catalog.sync import SyncOptions, SyncReport, run_sync, select_libraries
 
 DATA = Path(__file__).parent / "data" / "plex"
@@ -71,11 +72,10 @@ ROUTES = {
 def replay(coroutine_of_source, page_size: int = 1, seen: list | None = None) -> Any:
     async def go() -> Any:
         transport = capture_transport(ROUTES, seen if seen is not None else [])
-        headers = client_headers(TOKEN)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://plex.lan:32400", headers=headers
-        ) as client:
-            return await coroutine_of_source(PlexSource(client, page_size=page_size))
+        server = ServerConfig("home", "http://plex.lan:32400", kind="plex", token=TOKEN)
+        sync = SyncConfig(page_size=page_size)
+        async with open_source(server, sync, transport=transport) as source:
+            return await coroutine_of_source(source)
 
     return asyncio.run(go())
 

@@ -190,7 +190,7 @@ def test_retries_are_capped_and_a_4xx_is_not_retried() -> None:
 
         return handler
 
-    with pytest.raises(TaggerCallFailed, match="HTTP 500 after 4 attempts"):
+    with pytest.raises(TaggerCallFailed, match="answered HTTP 500 to POST /tags after 4 attempts"):
         _tag(_client(always(500)))
     assert calls == [500] * 4
     calls.clear()

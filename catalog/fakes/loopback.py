@@ -7,6 +7,7 @@ import contextlib
 import socket
 import sys
 import threading
+import time
 from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple, Self
@@ -20,6 +21,8 @@ class Reply(NamedTuple):
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     drop: bool = False  # send half the body, then close
+    slow_headers_s: float = 0.0  # status line and headers go out one byte per this many seconds
+    slow_body_s: float = 0.0  # the body goes out one byte per this many seconds
 
 
 class LoopbackServer(ABC):
@@ -143,12 +146,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(reply.body)))
         for name, value in reply.headers:
             self.send_header(name, value)
-        self.end_headers()
+        if reply.slow_headers_s > 0:
+            self._headers_buffer.append(b"\r\n")
+            head, self._headers_buffer = b"".join(self._headers_buffer), []
+            self._trickle(head, reply.slow_headers_s)
+        else:
+            self.end_headers()
         if self.command == "HEAD":
             return
-        if reply.drop:
+        if reply.slow_body_s > 0:
+            self._trickle(reply.body, reply.slow_body_s)
+        elif reply.drop:
             # Promise the full length, deliver half, hang up: a dropped connection mid-body.
             self.wfile.write(reply.body[: len(reply.body) // 2])
             self.close_connection = True
         else:
             self.wfile.write(reply.body)
+
+    def _trickle(self, data: bytes, seconds_per_byte: float) -> None:
+        # A server that never stalls long enough for a read timeout, yet never finishes: only
+        # a deadline on the whole exchange ends it. A client hanging up ends it too (EPIPE).
+        for i in range(len(data)):
+            self.wfile.write(data[i : i + 1])
+            self.wfile.flush()
+            time.sleep(seconds_per_byte)

@@ -23,11 +23,13 @@ import re
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any, NamedTuple
+from urllib.parse import urlencode
 
 from catalog.fakes.loopback import LoopbackServer, Reply
 
@@ -121,6 +123,13 @@ class Faults:
     boundary_repeats: bool = False  # pages overlap by one item (see _items_body)
     fail_start_indexes: frozenset[int] = frozenset()  # these StartIndex values always get 500
     oversize_bytes: int = 0  # pad answers with a "Padding" field to at least this size
+    # -- HTTP faults: a hostile transport rather than a bad library (tests/test_faults_http.py)
+    slow_headers_s: float = 0.0  # status line and headers trickle, one byte per this long
+    slow_body_s: float = 0.0  # the body trickles, one byte per this long
+    gzip_bomb_bytes: int = 0  # answer this many zero bytes, gzip-compressed (tiny on the wire)
+    redirect_to: str = ""  # answer 302 to this base URL, same path and query
+    http_faults_from: int = 1  # the HTTP faults apply from this /Items request on
+    # -- end of HTTP faults
 
 
 @dataclass
@@ -561,13 +570,20 @@ class FakeMediaServer(LoopbackServer):
         failure = _injected_failure(faults, number, query, unlucky)
         if failure is not None:
             return failure
+        if number >= faults.http_faults_from and (hostile := _hostile_reply(faults, query)):
+            return hostile
         try:
             body = self._items_body(query)
         except _BadRequest as exc:
             return _error(400, str(exc))
         if len(body) < faults.oversize_bytes:
             body = _pad(body, faults.oversize_bytes)
-        return Reply(200, body, drop=_every(faults.drop_every, number))
+        reply = Reply(200, body, drop=_every(faults.drop_every, number))
+        if number >= faults.http_faults_from:  # HTTP faults: the same answer, trickled
+            reply = reply._replace(
+                slow_headers_s=faults.slow_headers_s, slow_body_s=faults.slow_body_s
+            )
+        return reply
 
     def _items_body(self, query: dict[str, str]) -> bytes:
         st = self._parent(query.get("parentid"))
@@ -636,6 +652,35 @@ def _injected_failure(
     if unlucky:
         return _error(500, "injected failure")
     return None
+
+
+# -- HTTP faults -------------------------------------------------------------------------------
+
+
+def _hostile_reply(faults: Faults, query: dict[str, str]) -> Reply | None:
+    """The answer of a hostile transport to /Items, or None to answer normally (slow answers
+    are the normal answer, slowly)."""
+    if faults.redirect_to:
+        location = f"{faults.redirect_to.rstrip('/')}/Items?{urlencode(query)}"
+        return Reply(302, b"", (("Location", location),))
+    if faults.gzip_bomb_bytes:
+        return Reply(200, gzip_bomb(faults.gzip_bomb_bytes), (("Content-Encoding", "gzip"),))
+    return None
+
+
+@functools.lru_cache(maxsize=2)
+def gzip_bomb(size: int) -> bytes:
+    """`size` zero bytes, gzip-compressed a MiB at a time (about 1 KiB on the wire per MiB)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1024 * 1024)
+    out = [
+        packer.compress(block[: min(len(block), size - done)])
+        for done in range(0, size, len(block))
+    ]
+    return b"".join([*out, packer.flush()])
+
+
+# -- end of HTTP faults
 
 
 def _retry_after_text(seconds: float) -> str:

@@ -48,6 +48,12 @@ class TaggerFaults:
     down: bool = False  # every request answered 500
     down_after: int | None = None  # answer this many items, then go down
     oversized_bytes: int = 0  # when > 0, every answer is padded to this size
+    # -- HTTP faults: a hostile transport (tests/test_faults_http.py)
+    slow_headers_s: float = 0.0  # status line and headers trickle, one byte per this long
+    slow_body_s: float = 0.0  # the body trickles, one byte per this long
+    redirect_to: str = ""  # answer 307 to this base URL, same path
+    http_faults_after: int = 0  # the HTTP faults apply once this many items were answered
+    # -- end of HTTP faults
 
 
 @dataclass
@@ -117,7 +123,11 @@ class FakeTagger(LoopbackServer):
         try:
             if self.latency_s:
                 time.sleep(self.latency_s)
-            reply = self._reply(method, path, headers, body, draw, number)
+            hostile = self._faults_on()  # decided before this answer counts
+            reply = self._hostile(path) or self._reply(method, path, headers, body, draw, number)
+            if hostile:
+                f = self.faults
+                reply = reply._replace(slow_headers_s=f.slow_headers_s, slow_body_s=f.slow_body_s)
         finally:
             with self._lock:
                 self.log.in_flight -= 1
@@ -125,6 +135,14 @@ class FakeTagger(LoopbackServer):
                 if reply.status == 429:
                     self.log.rate_limited_at.append(time.monotonic())
         return reply
+
+    def _faults_on(self) -> bool:
+        return sum(self.log.answered.values()) >= self.faults.http_faults_after
+
+    def _hostile(self, path: str) -> Reply | None:
+        if self.faults.redirect_to and self._faults_on():
+            return Reply(307, b"", (("Location", self.faults.redirect_to.rstrip("/") + path),))
+        return None
 
     def _reply(
         self, method: str, path: str, headers: dict[str, str], body: bytes, draw: float, number: int

@@ -8,37 +8,51 @@ from contextlib import asynccontextmanager
 import httpx
 
 from catalog.config import ServerConfig, SyncConfig
-from catalog.http import HttpStats, RetryPolicy
-from catalog.sources import Source
+from catalog.errors import SOURCE_ERRORS
+from catalog.http import HttpClient, HttpStats, Peer, RetryPolicy, safe_url
+from catalog.sources import Source, plex
 from catalog.sources.jellyfin import JellyfinSource, auth_headers
-from catalog.sources.plex import PlexSource, client_headers
 
-CONNECT_TIMEOUT_S = 10.0
+
+def source_peer(server: ServerConfig) -> Peer:
+    """A media server as messages name it, failing with the Source* errors."""
+    return Peer(
+        f"{server.kind} server at {safe_url(server.url.rstrip('/'))}",
+        SOURCE_ERRORS,
+        token_hint="check the server token setting",
+        size_hint=" (lower the page size or raise sync.max_page_bytes)",
+    )
 
 
 @asynccontextmanager
 async def open_source(
-    server: ServerConfig, sync: SyncConfig, stats: HttpStats | None = None
+    server: ServerConfig,
+    sync: SyncConfig,
+    stats: HttpStats | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[Source]:
-    """A ready source for `server` (Jellyfin, Emby or Plex); the token travels in a header only."""
-    timeout = httpx.Timeout(sync.timeout_s, connect=min(CONNECT_TIMEOUT_S, sync.timeout_s))
-    policy = RetryPolicy(
-        retries=sync.retries, backoff_s=sync.backoff_s, backoff_max_s=sync.backoff_max_s
-    )
-    plex = server.kind == "plex"
-    auth = client_headers(server.token) if plex else auth_headers(server.kind, server.token)
-    headers = {"Accept": "application/json", **auth}
-    async with httpx.AsyncClient(
-        base_url=server.url.rstrip("/"),
+    """A ready source for `server` (Jellyfin, Emby or Plex); the token travels in a header only,
+    and only to the server itself."""
+    credentials, headers = _headers(server)
+    async with HttpClient(
+        server.url,
+        peer=source_peer(server),
+        policy=RetryPolicy.of(
+            sync, max_bytes=sync.max_page_bytes, redirect_hosts=server.redirect_hosts
+        ),
+        credentials=credentials,
         headers=headers,
-        timeout=timeout,
-        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-        follow_redirects=True,
-        trust_env=False,
-    ) as client:
-        options = {"page_size": sync.page_size, "policy": policy,
-                   "max_page_bytes": sync.max_page_bytes, "stats": stats}  # fmt: skip
-        if plex:
-            yield PlexSource(client, **options)
+        stats=stats,
+        transport=transport,
+    ) as http:
+        if server.kind == "plex":
+            yield plex.PlexSource(http, page_size=sync.page_size)
         else:
-            yield JellyfinSource(client, kind=server.kind, **options)
+            yield JellyfinSource(http, kind=server.kind, page_size=sync.page_size)
+
+
+def _headers(server: ServerConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """(credentials, other headers) for `server`: the seam keeps credentials to its origin."""
+    if server.kind == "plex":
+        return plex.credentials(server.token), plex.client_headers()
+    return auth_headers(server.kind, server.token), {"Accept": "application/json"}

@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-import httpx
 import msgspec
 
 from catalog import __version__
 from catalog.errors import SourceAuthError, SourceResponseError
-from catalog.http import DEFAULT_MAX_BYTES, HttpStats, RetryPolicy, get_bytes
+from catalog.http import HttpClient
 from catalog.sources import InvalidItem, Library, MediaItem, Page, RawItem
 
 log = logging.getLogger(__name__)
@@ -105,35 +104,21 @@ def auth_headers(kind: str, token: str) -> dict[str, str]:
 
 
 class JellyfinSource:
-    """A Jellyfin (or Emby, with kind="emby") server, read through an httpx client we are given."""
+    """A Jellyfin (or Emby, with kind="emby") server, read through the HTTP seam we are given
+    (`catalog.sources.connect.open_source` builds it)."""
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        *,
-        kind: str = "jellyfin",
-        page_size: int = 500,
-        policy: RetryPolicy | None = None,
-        max_page_bytes: int = DEFAULT_MAX_BYTES,
-        stats: HttpStats | None = None,
-    ) -> None:
-        self.client = client
+    def __init__(self, http: HttpClient, *, kind: str = "jellyfin", page_size: int = 500) -> None:
+        self.http = http
         self.kind = kind
         self.page_size = page_size
-        self.policy = policy or RetryPolicy()
-        self.max_page_bytes = max_page_bytes
-        self.stats = stats or HttpStats()
-        self.url = str(client.base_url).rstrip("/")
+        self.url = http.base_url
 
     @property
     def who(self) -> str:
-        return f"{self.kind} server at {self.url}"
+        return self.http.peer.name
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
-        return await get_bytes(
-            self.client, path, params=params, policy=self.policy, stats=self.stats,
-            max_bytes=self.max_page_bytes, who=self.who,
-        )  # fmt: skip
+        return await self.http.get(path, params)
 
     def _decode(self, body: bytes, type_: Any, path: str) -> Any:
         try:

@@ -16,12 +16,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-import httpx
 import msgspec
 
 from catalog import __version__
 from catalog.errors import SourceResponseError
-from catalog.http import DEFAULT_MAX_BYTES, HttpStats, RetryPolicy, get_bytes
+from catalog.http import HttpClient
 from catalog.sources import InvalidItem, Library, MediaItem, Page, RawItem
 from catalog.sources.jellyfin import (
     InvalidItemError,
@@ -106,43 +105,37 @@ class _Sections(msgspec.Struct):
     container: _Directories = msgspec.field(name="MediaContainer")
 
 
-def client_headers(token: str) -> dict[str, str]:
-    """What a well-behaved Plex client sends with every request; the token never goes into a
-    URL (Plex would take it there, and it would end up in proxy and server logs)."""
+def client_headers() -> dict[str, str]:
+    """What a well-behaved Plex client sends with every request, besides its token."""
     identifier = hashlib.sha1(f"{PRODUCT}:{platform.node()}".encode()).hexdigest()[:16]
     return {
         "Accept": "application/json",
-        "X-Plex-Token": token,
         "X-Plex-Client-Identifier": identifier,
         "X-Plex-Product": PRODUCT,
         "X-Plex-Version": __version__,
     }
 
 
+def credentials(token: str) -> dict[str, str]:
+    """The token, in a header only: Plex would take it in the query string, where it would end
+    up in proxy and server logs."""
+    return {"X-Plex-Token": token}
+
+
 class PlexSource:
-    """A Plex Media Server, read through an httpx client we are given (see client_headers)."""
+    """A Plex Media Server, read through the HTTP seam we are given
+    (`catalog.sources.connect.open_source` builds it, with `client_headers`)."""
 
     kind = "plex"
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        *,
-        page_size: int = 500,
-        policy: RetryPolicy | None = None,
-        max_page_bytes: int = DEFAULT_MAX_BYTES,
-        stats: HttpStats | None = None,
-    ) -> None:
-        self.client = client
+    def __init__(self, http: HttpClient, *, page_size: int = 500) -> None:
+        self.http = http
         self.page_size = page_size
-        self.policy = policy or RetryPolicy()
-        self.max_page_bytes = max_page_bytes
-        self.stats = stats or HttpStats()
-        self.url = str(client.base_url).rstrip("/")
+        self.url = http.base_url
 
     @property
     def who(self) -> str:
-        return f"plex server at {self.url}"
+        return self.http.peer.name
 
     async def _get(
         self, path: str, params: dict[str, Any] | None = None, window: tuple[int, int] | None = None
@@ -151,10 +144,7 @@ class PlexSource:
         if window is not None:  # paging goes in headers, like the token
             headers = {"X-Plex-Container-Start": str(window[0]),
                        "X-Plex-Container-Size": str(window[1])}  # fmt: skip
-        return await get_bytes(
-            self.client, path, params=params, headers=headers, policy=self.policy,
-            stats=self.stats, max_bytes=self.max_page_bytes, who=self.who,
-        )  # fmt: skip
+        return await self.http.get(path, params, headers=headers)
 
     def _decode(self, body: bytes, type_: Any, path: str) -> Any:
         try:

@@ -1,8 +1,9 @@
 """The tagging service client: what we ask, what we get back, and how calls are paced.
 
-`client.TaggerClient` sends one item's call through a shared rate limiter (`flow.RateLimiter`)
-and circuit breaker (`flow.CircuitBreaker`), retrying what is worth retrying; `backends` knows
-each service's request and answer shapes.
+`client.TaggerClient` sends one item's call through the HTTP seam (`catalog.http`, which does
+the retrying), paced by a shared rate limiter (`flow.RateLimiter`, plugged in as the seam's
+`Pacing`) and guarded by a circuit breaker (`flow.CircuitBreaker`); `backends` knows each
+service's request and answer shapes.
 """
 
 from __future__ import annotations

@@ -81,6 +81,25 @@ class RateLimiter:
         self._stamp = now
 
 
+class LimiterPacing:
+    """The rate limiter as the HTTP seam's pacing hook: every attempt (retries too) waits its
+    turn, and a rate-limit answer pauses every worker and slows the pace."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    async def before_attempt(self) -> None:
+        await self.limiter.acquire()
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        # The seam has already refused a Retry-After over its cap, so this one is waited out.
+        self.limiter.pause(retry_after or 1.0)
+        self.limiter.slow_down()
+
+    def answered(self) -> None:
+        self.limiter.recover()
+
+
 class CircuitBreaker:
     """Counts calls that failed after every retry. `threshold` in a row open the circuit for
     `cooldown_s`, then one trial call decides: success closes it, failure opens it again. Once
