@@ -305,3 +305,65 @@ def test_job_commands_are_short_recipes_over_one_skeleton():
         lines = node.body[-1].end_lineno - node.body[0].lineno + 1
         assert lines <= 15, f"{command.__name__}: {lines} lines"
         assert "run_job(" in inspect.getsource(command)
+
+
+class RecordedProgress:
+    """Every call a job made to its progress."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, int | None]] = []
+
+    def started(self, task: str, total: int | None) -> None:
+        self.calls.append(("started", task, total))
+
+    def advanced(self, task: str, count: int = 1) -> None:
+        self.calls.append(("advanced", task, count))
+
+    def item_skipped(self, task: str, item: str | None, reason: str) -> None:
+        self.calls.append(("skipped", task, None))
+
+    def finished(self, task: str, done: int, summary: str) -> None:
+        self.calls.append(("finished", task, done))
+
+
+def test_retag_progress_advances_per_answer_not_per_written_batch(cli, engine, tagger):
+    import asyncio
+
+    from catalog.config import TaggerConfig
+    from catalog.retag import Selection, WriteBatching, run_retag
+    from catalog.tagging.client import TaggerClient
+
+    assert cli("sync", "--quiet").exit_code == 0
+    config = TaggerConfig(url=tagger.url, token="tagger-token", rate=500.0, concurrency=4)
+    progress = RecordedProgress()
+
+    async def go() -> RetagReport:
+        async with TaggerClient(config) as client:
+            batching = WriteBatching(size=1000, every_s=60)  # one batch written, at the end
+            selection = Selection(limit=30)
+            return await run_retag(engine, client, selection, RetagReport(), progress, batching)
+
+    report = asyncio.run(go())
+    assert report.tagged == 30 and report.status == "ok"
+    assert progress.calls == [("started", "tagging", 30)] + [("advanced", "tagging", 1)] * 30
+
+
+def test_sync_progress_counts_every_item_of_each_library(cli, engine, fake):
+    import asyncio
+
+    from catalog.config import ServerConfig, SyncConfig
+    from catalog.sources.connect import open_source
+    from catalog.sync import SyncOptions, run_sync
+
+    server = ServerConfig(name="default", url=fake.url, token=TOKEN)
+    progress = RecordedProgress()
+
+    async def go() -> SyncReport:
+        async with open_source(server, SyncConfig(page_size=25)) as source:
+            return await run_sync(engine, source, server, SyncOptions(), progress, SyncReport("x"))
+
+    assert asyncio.run(go()).status == "ok"
+    for library, items in (("Movies", 60), ("TV Shows", 44)):
+        advanced = [n for kind, task, n in progress.calls if kind == "advanced" and task == library]
+        assert sum(advanced) == items
+        assert ("finished", library, items) in progress.calls
