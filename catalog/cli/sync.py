@@ -187,16 +187,15 @@ def demo(
         fake = run.enter(FakeMediaServer(libraries, token=DEMO_TOKEN))
         server = ServerConfig(name="demo", url=fake.url, token=DEMO_TOKEN)
         settings = Settings(database_url=url, servers={"demo": server})
-        run.stack.callback(_demo_done, url, json_out or quiet)
         return sync_job(run, settings, server, SyncOptions())
 
     options = JobOptions(database_url=url, json_out=json_out, quiet=quiet, debug=debug)
-    run_job("sync", options, recipe, sync_table, observed=False)
+    run_job("sync", options, recipe, lambda report: _demo_table(report, url), observed=False)
 
 
-def _demo_done(url: str, silent: bool) -> None:
-    if not silent:
-        stderr.print(f"demo catalog: {mask_url(url)}", highlight=False)
+def _demo_table(report: SyncReport, url: str) -> None:
+    sync_table(report)
+    stderr.print(f"demo catalog: {mask_url(url)}", highlight=False)
 
 
 # -- db -----------------------------------------------------------------------------------------
