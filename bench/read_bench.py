@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, select, text
 from sync_bench import TOKEN, database, fake_server
 
 from catalog.db.engine import create_catalog_engine, recorded_statements
-from catalog.media import (
+from catalog.reads.items import (
     LIBRARY,
     MEDIA,
     PAGE_COLUMNS,

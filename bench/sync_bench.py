@@ -33,7 +33,7 @@ from report import machine, run_catalog, write_section
 from catalog.config import ServerConfig, SyncConfig
 from catalog.db.engine import create_catalog_engine
 from catalog.db.migrate import upgrade
-from catalog.progress import QuietReporter
+from catalog.progress import QuietProgress
 from catalog.sources import MediaItem
 from catalog.sources.connect import open_source
 from catalog.sync import SyncOptions, SyncReport, register_library, register_server, run_sync
@@ -149,7 +149,7 @@ def count_statements(db_url: str, server_url: str, kind: str = "jellyfin") -> tu
     async def go() -> SyncReport:
         async with open_source(server, SyncConfig()) as source:
             return await run_sync(
-                engine, source, server, SyncOptions(), QuietReporter(), SyncReport("default")
+                engine, source, server, SyncOptions(), QuietProgress(), SyncReport("default")
             )
 
     report = asyncio.run(go())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from catalog.errors import Interrupted
@@ -71,11 +73,12 @@ def run_interruptible(main: Callable[[], Awaitable[T]]) -> T:
             received.append(signum)
             task.cancel()
 
-        handled = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        handled = {}
+        for signum in STOP_SIGNALS:
             try:
+                previous = signal.getsignal(signum)
                 loop.add_signal_handler(signum, on_signal, signum)
-                handled.append(signum)
+                handled[signum] = previous
             except (RuntimeError, ValueError):  # not the main thread: signals stay default
                 pass
         try:
@@ -85,7 +88,63 @@ def run_interruptible(main: Callable[[], Awaitable[T]]) -> T:
                 raise Interrupted(received[0]) from None
             raise
         finally:
-            for signum in handled:
+            for signum, previous in handled.items():
                 loop.remove_signal_handler(signum)
+                signal.signal(signum, previous)  # asyncio would leave the default behind
 
     return asyncio.run(guarded())
+
+
+# -- signals outside an event loop ---------------------------------------------------------------
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Stops:
+    """SIGINT/SIGTERM as `Interrupted` where no event loop turns them into cancellation
+    (a job that runs on the main thread), or held while a run record is being written."""
+
+    holding = 0
+    held: list[int] = []
+
+    @classmethod
+    def handler(cls, signum: int, frame: object) -> None:
+        if cls.holding:
+            cls.held.append(signum)
+            return
+        raise Interrupted(signum)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """For the block, SIGINT and SIGTERM raise `Interrupted` (an event loop run inside it
+    still turns them into cancellation), instead of ending the process on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _Stops.handler)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM for the block (a run record written whole), then act on them.
+    Inside an event loop nothing is needed: its signal handlers run between awaits."""
+    if signal.getsignal(signal.SIGTERM) != _Stops.handler:  # bound anew on each access
+        yield
+        return
+    _Stops.holding += 1
+    try:
+        yield
+    finally:
+        _Stops.holding -= 1
+    if not _Stops.holding and _Stops.held:
+        signum = _Stops.held[0]
+        _Stops.held.clear()
+        raise Interrupted(signum)

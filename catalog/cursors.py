@@ -6,6 +6,8 @@ import base64
 import json
 from typing import Any
 
+from catalog.errors import BadCursor
+
 
 def encode_cursor(payload: Any) -> str:
     """`payload` (JSON-serialisable) as an opaque token without padding."""
@@ -14,9 +16,9 @@ def encode_cursor(payload: Any) -> str:
 
 
 def decode_cursor(cursor: str) -> Any:
-    """The payload `encode_cursor` packed into `cursor`; ValueError when it is not one."""
+    """The payload `encode_cursor` packed into `cursor`; BadCursor when it is not one."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return json.loads(raw)
     except (ValueError, TypeError) as exc:  # binascii.Error and JSONDecodeError are ValueErrors
-        raise ValueError(f"{cursor!r} is not a cursor this listing gave out") from exc
+        raise BadCursor("it is not a cursor this listing gave out") from exc

@@ -2,20 +2,9 @@
 a healthchecks.io-style ping. One context manager wraps a job command; nothing it does can
 fail or change the job's outcome.
 
-Wiring a job command (as `catalog sync` and `catalog tags normalize` do)::
-
-    with errors(debug), observed_job("retag", metrics_file=metrics_file,
-                                     healthcheck_url=healthcheck_url) as job:
-        settings = load_settings(...)
-        job.server, job.database_url = server.name, settings.database_url
-        ...                              # run; raise on failure as usual
-        job.counts = report.run_counts() # the counts recorded in the run table
-        job.exit_code = code             # when the command ends by returning a code (0, 3)
-
-An exception leaving the block sets the exit code (CatalogError.exit_code, 130 for
-KeyboardInterrupt, typer.Exit's code, else 1) and is re-raised untouched. `job_items` turns a
-run's counts into items seen / written / failed: a job whose counts carry those three keys
-needs nothing more; sync and tag changes are translated.
+`catalog.cli.jobs.run_job` wraps every job command in `observed_job`. An exception leaving the
+block sets the exit code (`catalog.jobs.exit_code_of`) and is re-raised untouched; the counts
+are the run record's, whose seen / written / failed are the items metric.
 """
 
 from __future__ import annotations
@@ -35,11 +24,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import typer
 from filelock import FileLock
 
-from catalog.errors import CatalogError
 from catalog.http import HttpClient, Peer, RetryPolicy
+from catalog.jobs import LOCK_HELD_EXIT, SUCCESS_EXITS, exit_code_of
 from catalog.runs import utcnow
 
 log = logging.getLogger(__name__)
@@ -47,8 +35,7 @@ log = logging.getLogger(__name__)
 HEALTHCHECK_TIMEOUT_S = 5.0
 HEALTHCHECK_MAX_BYTES = 64 * 1024  # the answer is "OK"
 METRICS_LOCK_TIMEOUT_S = 10.0
-LOCK_HELD_EXIT = 75
-SUCCESS_EXITS = (0, 3)  # 3: the job ran, some items failed (counted in the items metric)
+ITEM_KINDS = ("seen", "written", "failed")
 
 
 @dataclass
@@ -91,38 +78,13 @@ def observed_job(
             ping_healthcheck(healthcheck_url, outcome)
 
 
-def exit_code_of(exc: BaseException) -> int:
-    """The exit code the CLI will end with for this exception."""
-    if isinstance(exc, typer.Exit):
-        return exc.exit_code
-    if isinstance(exc, SystemExit):
-        return exc.code if isinstance(exc.code, int) else 1
-    if isinstance(exc, CatalogError):
-        return exc.exit_code
-    if isinstance(exc, KeyboardInterrupt):
-        return 130
-    return 1
-
-
 # -- items --------------------------------------------------------------------------------------
 
 
-def job_items(command: str, counts: Mapping[str, Any] | None) -> dict[str, int]:
+def job_items(counts: Mapping[str, Any] | None) -> dict[str, int]:
     """Items seen, written and failed in a run, from the counts its run record holds."""
     counts = counts or {}
-    if {"seen", "written", "failed"} <= counts.keys():
-        return {k: int(counts[k]) for k in ("seen", "written", "failed")}
-    if "libraries" in counts:  # sync
-        libs = counts["libraries"]
-        return {
-            "seen": sum(lib.get("seen", 0) for lib in libs),
-            "written": sum(lib.get("inserted", 0) + lib.get("updated", 0) for lib in libs),
-            "failed": sum(lib.get("skipped", 0) for lib in libs),
-        }
-    if "renamed" in counts:  # tag vocabulary changes: the items are tags
-        written = sum(counts.get(k, 0) for k in ("renamed", "merged", "dropped"))
-        return {"seen": written + counts.get("skipped", 0), "written": written, "failed": 0}
-    return {"seen": 0, "written": 0, "failed": 0}
+    return {kind: int(counts.get(kind, 0)) for kind in ITEM_KINDS}
 
 
 # -- Prometheus textfile ------------------------------------------------------------------------
@@ -167,7 +129,7 @@ def job_samples(outcome: JobOutcome, previous_success: float | None) -> Samples:
         ("catalog_job_exit_code", labels): outcome.exit_code,
         ("catalog_job_last_run_timestamp_seconds", labels): now,
     }
-    for kind, count in job_items(outcome.job, outcome.counts).items():
+    for kind, count in job_items(outcome.counts).items():
         samples[("catalog_job_items", (*labels, ("kind", kind)))] = count
     success = now if outcome.succeeded else previous_success or _success_in_db(outcome)
     if success is not None:
@@ -192,7 +154,7 @@ def _success_in_db(outcome: JobOutcome) -> float | None:
     if outcome.database_url is None:
         return None
     from catalog.db.engine import create_catalog_engine  # only on this rare path
-    from catalog.runs import last_success
+    from catalog.reads.runs import last_success
 
     engine = create_catalog_engine(outcome.database_url)
     try:

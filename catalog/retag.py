@@ -14,16 +14,16 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, delete, exists, func, select, text
+from sqlalchemy import Connection, Engine, delete, exists, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from catalog.aio import DbThread
-from catalog.db.engine import in_connection, in_transaction
-from catalog.db.locks import job_lock, lock_key
+from catalog.db.engine import dialect_insert, in_connection, in_transaction
+from catalog.db.locks import job_lock
 from catalog.db.models import (
     Genre,
     Library,
@@ -34,23 +34,15 @@ from catalog.db.models import (
     ProcessRun,
     Tag,
 )
-from catalog.db.writers import dialect_insert, resolve_tags
 from catalog.errors import CircuitOpen, MalformedAnswer, TaggerCallFailed, TaggerError
 from catalog.http import HttpStats
-from catalog.runs import (
-    FAILED,
-    INTERRUPTED,
-    KEEP_RUNS,
-    OK,
-    PARTIAL,
-    RUNNING,
-    Retention,
-    finish_run,
-    start_run,
-    utcnow,
-)
+from catalog.jobs import Items, JobReport, recorded_run
+from catalog.progress import Progress, QuietProgress
+from catalog.runs import FAILED, OK, PARTIAL, Retention, utcnow
 from catalog.tagging import TagAnswer, TagRequest
 from catalog.tagging.client import TaggerClient
+from catalog.tags.aliases import resolve_tags
+from catalog.tags.guard import guard_links
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +52,7 @@ GENRE, MEDIA_GENRE = Genre.__table__, MediaGenre.__table__
 PROCESS = "tagging"
 TAGGER_ORIGIN = "tagger"
 SELECT_BATCH = 1000
-LOCK_SCOPE = "catalog"  # retag works on the catalog, not on one server
+TASK = "tagging"  # the progress task
 
 
 # -- selection ----------------------------------------------------------------------------------
@@ -217,7 +209,7 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime)
     statements: an answered item's tagger tags and taglines are replaced (its server tags
     untouched) and its run recorded as a success on the hash it was sent with; a failed item's
     run records the error and keeps its last success, so it stays overdue."""
-    _guard_vocabulary(conn)
+    guard_links(conn)
     present = _present_ids(conn, [o.request.media_id for o in outcomes])
     kept = [o for o in outcomes if o.request.media_id in present]
     answered = [o for o in kept if o.answer is not None]
@@ -225,17 +217,6 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime)
     _replace_tagger_links(conn, answered)
     _record_runs(conn, answered, failed, now)
     return WriteCounts(len(answered), len(failed), len(outcomes) - len(kept))
-
-
-def _guard_vocabulary(conn: Connection) -> None:
-    """Tag ids are resolved in one statement and linked in a later one: a merge committed in
-    between would orphan the links. `catalog tags` holds the normalize lock while it changes
-    tags; hold it shared for this transaction. On SQLite the write lock taken first does it."""
-    if conn.dialect.name == "postgresql":
-        key = lock_key("normalize", LOCK_SCOPE)
-        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": key})
-    elif not conn.connection.driver_connection.in_transaction:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _present_ids(conn: Connection, ids: list[int]) -> set[int]:
@@ -303,48 +284,44 @@ _FAILURE_COLUMNS = ("last_run_at", "status", "error")  # the last success stays 
 
 
 @dataclass
-class RetagReport:
+class RetagReport(JobReport):
     """The outcome of one `catalog retag`, filled in as it goes."""
 
-    status: str = RUNNING
     selected: int = 0
     tagged: int = 0
     failed: int = 0
     skipped: int = 0
     retries: int = 0
     rate_limited: int = 0
-    duration_s: float = 0.0
-    run_id: int | None = None
-    error: str | None = None
     failures: dict[str, int] = field(default_factory=dict)  # reason → items, for the log
-    started: float = field(default_factory=time.monotonic)
 
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for internal in ("started", "failures"):
-            data.pop(internal)
-        return data
+    INTERNAL: ClassVar[tuple[str, ...]] = ("started", "failures")
+    RULES: ClassVar[dict[str, str]] = {
+        OK: "every selected item tagged (or none selected)",
+        PARTIAL: "some items tagged, and some failed, were left over, or the breaker stopped it",
+        FAILED: "nothing answered (every call failed, or the breaker gave up before any "
+        "success), or the service refused the token or URL",
+    }
 
-    def run_counts(self) -> dict[str, Any]:
-        """The counts kept in the run record (and read by catalog.ops.job_items)."""
-        counts = {k: v for k, v in self.as_dict().items() if k not in ("run_id", "error")}
-        return {**counts, "seen": self.selected, "written": self.tagged}
+    def settle(self) -> str:
+        """Failed when the service answered nothing; partial when some items were tagged and
+        an item failed, the breaker gave up, or an item was left over (deleted while its call
+        was out, or not reached); what was tagged stays either way."""
+        if not self.tagged and (self.failed or self.error):
+            self.error = self.error or f"the tagging service answered nothing: {self._reason()}"
+            return FAILED
+        left_over = self.selected > self.tagged + self.failed
+        return PARTIAL if self.error or self.failed or left_over else OK
 
+    def _reason(self) -> str:
+        return max(self.failures.items(), key=lambda kv: kv[1])[0] if self.failures else "?"
 
-class Progress(Protocol):
-    """Where progress goes: a bar, log lines, or nowhere."""
+    def items(self) -> Items:
+        return Items(self.selected, self.tagged, self.failed)
 
-    def started(self, total: int) -> None: ...
-
-    def advanced(self, count: int) -> None: ...
-
-
-class NoProgress:
-    def started(self, total: int) -> None:
-        pass
-
-    def advanced(self, count: int) -> None:
-        pass
+    def job_counts(self) -> dict[str, Any]:
+        keys = ("selected", "tagged", "failed", "skipped", "retries", "rate_limited")
+        return {k: getattr(self, k) for k in keys}
 
 
 @dataclass(frozen=True)
@@ -362,48 +339,29 @@ async def run_retag(
     report: RetagReport,
     progress: Progress | None = None,
     batching: WriteBatching | None = None,
-    retention: Retention | int = KEEP_RUNS,
+    retention: Retention | int = Retention(),
 ) -> RetagReport:
-    """Retag what `selection` takes under the retag lock, recording the run. Whatever stops
+    """Retag what `selection` takes as one recorded run under the retag lock. Whatever stops
     it (the breaker, a refused token, a signal), answers already received are written."""
-    progress = progress or NoProgress()
-    with job_lock(engine, "retag", LOCK_SCOPE), DbThread() as db:
-        now = utcnow()
-        report.run_id = await db.run(start_run, engine, "retag", None)
+    progress = progress or QuietProgress()
+    lock = job_lock(engine, "retag", None)
+    with recorded_run(engine, "retag", None, report, lock, retention), DbThread() as db:
         try:
+            now = utcnow()
             report.selected = await db.run(in_connection, engine, count_overdue, selection, now)
-            progress.started(report.selected)
+            progress.started(TASK, report.selected)
             existing_count = client.config.existing_tags
             existing = await db.run(in_connection, engine, most_used_tags, existing_count)
             run = _Run(engine, db, client, report, progress, batching or WriteBatching())
             await run.go(selection, now, existing)
-            report.status = _status(report)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            report.status, report.error = INTERRUPTED, "interrupted"
-            raise
-        except Exception as exc:
-            report.status, report.error = FAILED, str(exc) or type(exc).__name__
-            raise
         finally:
             _finish_report(report, client.stats)
-            counts = report.run_counts()
-            await db.run(
-                finish_run, engine, report.run_id, report.status, counts, report.error, retention
-            )
     return report
-
-
-def _status(report: RetagReport) -> str:
-    """Partial when an item failed, the breaker gave up, or an item was left over (deleted
-    while its call was out, or not reached); what was tagged stays either way."""
-    left_over = report.selected > report.tagged + report.failed
-    return PARTIAL if report.error or report.failed or left_over else OK
 
 
 def _finish_report(report: RetagReport, stats: HttpStats) -> None:
     report.retries, report.rate_limited = stats.retries, stats.rate_limited
     report.skipped = max(report.selected - report.tagged - report.failed, 0)
-    report.duration_s = round(time.monotonic() - report.started, 3)
     for reason, count in sorted(report.failures.items(), key=lambda kv: -kv[1])[:5]:
         log.warning("%d item(s) failed: %s", count, reason)
 
@@ -475,8 +433,10 @@ class _Run:
                 self.done.put_nowait(Outcome(request, error=str(exc)))
             except TaggerError as exc:  # the breaker gave up, or the service refused us
                 self.stop = self.stop or exc
+                continue
             else:
                 self.done.put_nowait(Outcome(request, answer))
+            self.progress.advanced(TASK)  # per answer, not per written batch
 
     async def _write_loop(self) -> None:
         """Write answers in batches: once `size` are waiting or `every_s` after the first of
@@ -509,4 +469,3 @@ class _Run:
         for outcome in batch:
             if outcome.error:
                 self.report.failures[outcome.error] = self.report.failures.get(outcome.error, 0) + 1
-        self.progress.advanced(len(batch))

@@ -27,6 +27,7 @@ from croniter import croniter
 from dateutil.tz import tzlocal
 
 from catalog.errors import ConfigError, Untranslatable
+from catalog.jobs import LOCK_HELD_EXIT, PARTIAL_EXIT, SIGINT_EXIT, SIGTERM_EXIT, SUCCESS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ JOBS: dict[str, tuple[str, ...]] = {
     "retag": ("retag",),
     "normalize": ("tags", "normalize"),
 }
-LOCK_HELD_EXIT = 75
 CRON_HELP = (
     'five fields (minute hour day-of-month month day-of-week, e.g. "0 3 * * *"), an alias '
     "like @daily, or six fields whose last counts seconds"
@@ -430,13 +430,13 @@ Launch = Callable[[str], int]  # run one job to completion; its exit code
 
 def describe_exit(job: str, code: int) -> tuple[int, str]:
     """(log level, message) for how a job ended."""
-    if code == 0:
+    if code == SUCCESS:
         return logging.INFO, f"{job}: finished"
-    if code == 3:
-        return logging.WARNING, f"{job}: finished, some items failed (exit 3)"
+    if code == PARTIAL_EXIT:
+        return logging.WARNING, f"{job}: finished, some items failed (exit {code})"
     if code == LOCK_HELD_EXIT:
         return logging.WARNING, f"{job}: skipped: previous run still holds the lock"
-    if code in (130, 143, -signal.SIGINT, -signal.SIGTERM):
+    if code in (SIGINT_EXIT, SIGTERM_EXIT, -signal.SIGINT, -signal.SIGTERM):
         return logging.WARNING, f"{job}: interrupted (exit {code})"
     return logging.ERROR, f"{job}: failed (exit {code}); carrying on with the schedule"
 

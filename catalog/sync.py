@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, and_, case, delete, func, select, update
 
@@ -24,17 +23,9 @@ from catalog.db.models import LINK_TABLES, Library, Media, Server
 from catalog.db.writers import ChunkCounts, writer_for
 from catalog.errors import ConfigError, MassDeleteRefused
 from catalog.http import HttpStats
-from catalog.runs import (
-    FAILED,
-    INTERRUPTED,
-    KEEP_RUNS,
-    OK,
-    PARTIAL,
-    Retention,
-    finish_run,
-    start_run,
-    utcnow,
-)
+from catalog.jobs import Items, JobReport, recorded_run
+from catalog.progress import Progress
+from catalog.runs import FAILED, OK, PARTIAL, Retention, utcnow
 from catalog.sources import InvalidItem, MediaItem, RawItem, Source
 from catalog.sources import Library as SourceLibrary
 from catalog.sources.jellyfin import NON_VIDEO_KINDS
@@ -82,40 +73,44 @@ class LibraryResult:
         self.unchanged += counts.unchanged
         self.skipped += len(counts.invalid)
 
+    def summary(self) -> str:
+        return (
+            f"{self.seen:,} seen, {self.inserted:,} new, {self.updated:,} changed, "
+            f"{self.unchanged:,} unchanged, {self.skipped:,} skipped, {self.missing:,} missing"
+        )
+
 
 @dataclass
-class SyncReport:
+class SyncReport(JobReport):
     """The outcome of one `catalog sync`, filled in as it goes (so an interrupted run has one)."""
 
     server: str
-    status: str = "running"
     libraries: list[LibraryResult] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-    duration_s: float = 0.0
-    run_id: int | None = None
-    error: str | None = None
     http: HttpStats = field(default_factory=HttpStats)
 
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("started")
-        return data
+    RULES: ClassVar[dict[str, str]] = {
+        OK: "every library synced, no item skipped",
+        PARTIAL: "some items failed validation and were skipped",
+        FAILED: "a library was refused (mass-delete guard), or the server or database failed",
+    }
 
-    def run_counts(self) -> dict[str, Any]:
-        """The counts kept in the run record (and read by catalog.ops.job_items)."""
+    def settle(self) -> str:
+        errors = [lib.error for lib in self.libraries if lib.error]
+        if errors:
+            self.error = errors[0]
+            return FAILED
+        return PARTIAL if any(lib.skipped for lib in self.libraries) else OK
+
+    def items(self) -> Items:
+        libs = self.libraries
+        return Items(
+            seen=sum(lib.seen for lib in libs),
+            written=sum(lib.inserted + lib.updated for lib in libs),
+            failed=sum(lib.skipped for lib in libs),
+        )
+
+    def job_counts(self) -> dict[str, Any]:
         return {"libraries": [asdict(lib) for lib in self.libraries], "http": asdict(self.http)}
-
-
-class Reporter(Protocol):
-    """Where progress goes: a progress bar, log lines, or nowhere."""
-
-    def library_started(self, name: str, total: int | None) -> None: ...
-
-    def advanced(self, name: str, count: int) -> None: ...
-
-    def item_skipped(self, library: str, item: InvalidItem) -> None: ...
-
-    def library_finished(self, result: LibraryResult) -> None: ...
 
 
 async def run_sync(
@@ -123,37 +118,15 @@ async def run_sync(
     source: Source,
     server: ServerConfig,
     options: SyncOptions,
-    reporter: Reporter,
+    progress: Progress,
     report: SyncReport,
-    keep_runs: int | Retention = KEEP_RUNS,
+    keep_runs: int | Retention = Retention(),
 ) -> SyncReport:
-    """Sync `server` into the catalog under the job lock, recording the run."""
-    with job_lock(engine, "sync", server.name), DbThread() as db:
-        report.run_id = await db.run(start_run, engine, "sync", server.name)
-        try:
-            await _sync_server(engine, db, source, server, options, reporter, report)
-            report.status = _status(report)
-        except (asyncio.CancelledError, KeyboardInterrupt):  # SIGINT/SIGTERM: work stays
-            report.status, report.error = INTERRUPTED, "interrupted"
-            raise
-        except Exception as exc:
-            report.status, report.error = FAILED, str(exc) or type(exc).__name__
-            raise
-        finally:
-            report.duration_s = round(time.monotonic() - report.started, 3)
-            counts = report.run_counts()
-            await db.run(
-                finish_run, engine, report.run_id, report.status, counts, report.error, keep_runs
-            )
+    """Sync `server` into the catalog as one recorded run under the job lock."""
+    lock = job_lock(engine, "sync", server.name)
+    with recorded_run(engine, "sync", server.name, report, lock, keep_runs), DbThread() as db:
+        await _sync_server(engine, db, source, server, options, progress, report)
     return report
-
-
-def _status(report: SyncReport) -> str:
-    errors = [lib.error for lib in report.libraries if lib.error]
-    if errors:
-        report.error = errors[0]
-        return FAILED
-    return PARTIAL if any(lib.skipped for lib in report.libraries) else OK
 
 
 async def _sync_server(
@@ -162,7 +135,7 @@ async def _sync_server(
     source: Source,
     server: ServerConfig,
     options: SyncOptions,
-    reporter: Reporter,
+    progress: Progress,
     report: SyncReport,
 ) -> None:
     libraries = select_libraries(await source.libraries(), options.libraries or server.libraries)
@@ -174,7 +147,7 @@ async def _sync_server(
         since = last_sync - SINCE_LAST_MARGIN if options.since_last and last_sync else None
         result = LibraryResult(library.name, full=since is None)
         report.libraries.append(result)
-        pipeline = _LibrarySync(engine, db, source, options, reporter, result)
+        pipeline = _LibrarySync(engine, db, source, options, progress, result)
         await pipeline.run(library, library_id, since)
 
 
@@ -201,11 +174,11 @@ class _LibrarySync:
         db: DbThread,
         source: Source,
         options: SyncOptions,
-        reporter: Reporter,
+        progress: Progress,
         result: LibraryResult,
     ) -> None:
         self.engine, self.db, self.source = engine, db, source
-        self.options, self.reporter, self.result = options, reporter, result
+        self.options, self.progress, self.result = options, progress, result
         self.writer = writer_for(engine.dialect.name)
         self.eager = True  # parse pages as they arrive; see _write_chunk
 
@@ -220,12 +193,12 @@ class _LibrarySync:
             async for page in prefetch(self.source.pages(library, since)):
                 if page.total is not None:
                     self.result.total = page.total
-                    self.reporter.library_started(library.name, page.total)
+                    self.progress.started(library.name, page.total)
                 items.extend(page.items)
                 if self.eager:
                     parsed.update((raw.digest, self.source.parse(raw)) for raw in page.items)
                 self.result.seen += len(page.items)
-                self.reporter.advanced(self.result.name, len(page.items))
+                self.progress.advanced(self.result.name, len(page.items))
                 if len(items) >= self.options.chunk_size:
                     if writing is not None:
                         await writing
@@ -243,7 +216,7 @@ class _LibrarySync:
         await self.db.run(
             in_transaction, self.engine, mark_synced, library_id, seen_at, since is None
         )
-        self.reporter.library_finished(self.result)
+        self.progress.finished(self.result.name, self.result.seen, self.result.summary())
 
     async def _write(
         self,
@@ -278,7 +251,7 @@ class _LibrarySync:
         # re-sync), leave parsing to the writer, which skips the unchanged items.
         self.eager = counts.inserted + counts.updated > counts.unchanged
         for item in counts.invalid:
-            self.reporter.item_skipped(self.result.name, item)
+            self.progress.item_skipped(self.result.name, item.external_id, item.reason)
 
     async def _reconcile(self, library_id: int, name: str, seen_at: datetime) -> None:
         try:

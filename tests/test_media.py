@@ -26,7 +26,7 @@ from catalog.db.models import (
     Server,
     Tag,
 )
-from catalog.media import (
+from catalog.reads.items import (
     ANY,
     ITEM_FIELDS,
     MISSING,

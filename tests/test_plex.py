@@ -20,7 +20,7 @@ from catalog.cli import app
 from catalog.config import ServerConfig, SyncConfig, load_settings
 from catalog.db.models import Media
 from catalog.fakes.plex_server import FakeLibrary, FakePlexServer, Faults
-from catalog.progress import QuietReporter
+from catalog.progress import QuietProgress
 from catalog.sources import InvalidItem, Library, MediaItem
 from catalog.sources.connect import open_source
 from catalog.sources.plex import PlexSource, parse_item, raw_item
@@ -198,7 +198,7 @@ def test_captures_sync_into_the_catalog(engine):
 
     async def sync(source: PlexSource) -> SyncReport:
         options = SyncOptions(libraries=("Movies", "Anime"), chunk_size=2)
-        return await run_sync(engine, source, server, options, QuietReporter(), SyncReport("plex"))
+        return await run_sync(engine, source, server, options, QuietProgress(), SyncReport(server="plex"))
 
     report = replay(sync, page_size=1)
     assert report.status == "ok"

@@ -253,7 +253,7 @@ def test_statements_per_chunk_do_not_grow_with_items(database_url, fake, engine)
     from sqlalchemy import event
 
     from catalog.config import ServerConfig, SyncConfig
-    from catalog.progress import QuietReporter
+    from catalog.progress import QuietProgress
     from catalog.sources.connect import open_source
     from catalog.sync import SyncOptions, SyncReport, run_sync
 
@@ -267,7 +267,7 @@ def test_statements_per_chunk_do_not_grow_with_items(database_url, fake, engine)
         async def go() -> None:
             async with open_source(server, SyncConfig(page_size=100)) as source:
                 options = SyncOptions(libraries=("Movies",), chunk_size=100)
-                await run_sync(engine, source, server, options, QuietReporter(), SyncReport("x"))
+                await run_sync(engine, source, server, options, QuietProgress(), SyncReport("x"))
 
         asyncio.run(go())
         event.remove(engine, "before_cursor_execute", listener)

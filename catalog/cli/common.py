@@ -1,7 +1,6 @@
 """Plumbing every command shares: options, logging, one-line errors, settings, the catalog.
 
-Exit codes: 0 success, 1 failure, 2 usage or config error, 3 partial (some items skipped or
-failed), 75 another run holds the job's lock, 130/143 interrupted by SIGINT/SIGTERM.
+Exit codes: the table in catalog.jobs (EXIT_CODES), the one place they are decided.
 """
 
 from __future__ import annotations
@@ -24,12 +23,11 @@ from catalog.config import load_settings
 from catalog.db.engine import check_connection, create_catalog_engine
 from catalog.db.migrate import ensure_current
 from catalog.errors import CatalogError
+from catalog.jobs import SIGINT_EXIT, exit_code_of, exit_codes_help
 from catalog.logs import REDACTOR, JsonFormatter, RedactingFormatter
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 success, 1 failure, 2 usage or config error, 3 partial (some items skipped "
-    "or failed), 75 another run holds the lock, 130/143 interrupted."
-)
+EXIT_CODES_HELP = exit_codes_help()
+log = logging.getLogger("catalog")
 
 stderr = Console(stderr=True)
 stdout = Console(soft_wrap=True)
@@ -110,10 +108,10 @@ def errors(debug: bool) -> Iterator[None]:
         if debug:
             stderr.print_exception()
         error_line(str(exc))
-        raise typer.Exit(exc.exit_code) from None
+        raise typer.Exit(exit_code_of(exc)) from None
     except KeyboardInterrupt:
         error_line("interrupted")
-        raise typer.Exit(130) from None
+        raise typer.Exit(SIGINT_EXIT) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:
@@ -123,11 +121,15 @@ def errors(debug: bool) -> Iterator[None]:
         error_line(
             f"unexpected {type(exc).__name__}: {reason} (run with --debug for the traceback)"
         )
-        raise typer.Exit(1) from None
+        raise typer.Exit(exit_code_of(exc)) from None
 
 
 def error_line(message: str) -> None:
-    """One unwrapped line, so cron mail and log scrapers see the whole message."""
+    """One unwrapped line, so cron mail and log scrapers see the whole message; under JSON
+    logs, one JSON line like every other."""
+    if logs_are_json():
+        log.error(message)
+        return
     prefix = typer.style("error:", fg="red") if stderr.is_terminal else "error:"
     typer.echo(f"{prefix} {REDACTOR(message)}", err=True)
 

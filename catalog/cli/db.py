@@ -22,6 +22,7 @@ from catalog.config import load_settings
 from catalog.db.engine import check_connection, create_catalog_engine, mask_url
 from catalog.db.integrity import orphan_counts
 from catalog.db.migrate import current_revision, head_revision, is_newer, upgrade
+from catalog.jobs import FAILURE, SUCCESS
 
 app = typer.Typer(help="The catalog database: migrations and integrity.", no_args_is_help=True)
 
@@ -85,4 +86,4 @@ def db_check(
             stderr.print(f"[red]orphans:[/red] {count} rows of {where}")
     else:
         stdout.print("ok: no orphaned links")
-    raise typer.Exit(1 if bad else 0)
+    raise typer.Exit(FAILURE if bad else SUCCESS)

@@ -27,7 +27,7 @@ from catalog.cli.common import (
 )
 from catalog.cli.output import Format, ItemWriter, next_page_hint
 from catalog.config import load_settings
-from catalog.media import (
+from catalog.reads.items import (
     ANY,
     ITEM_FIELDS,
     MAX_PAGE,

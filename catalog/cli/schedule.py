@@ -38,7 +38,7 @@ from catalog.cli.common import (
 from catalog.config import Settings, default_config_path, load_settings
 from catalog.db.engine import parse_url, sqlite_path
 from catalog.errors import ConfigError
-from catalog.runs import last_runs_by_command
+from catalog.reads.runs import last_runs_by_command
 from catalog.schedule import (
     Invocation,
     KubernetesOptions,

@@ -21,7 +21,7 @@ from catalog.cli.common import (
     stdout,
 )
 from catalog.ops import job_items
-from catalog.runs import recent_runs
+from catalog.reads.runs import recent_runs
 
 app = typer.Typer()
 
@@ -60,7 +60,7 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
         "finished_at": finished.isoformat() if finished else None,
         "duration_s": round(duration, 3) if duration is not None else None,
         "status": run["status"],
-        "items": job_items(run["command"], run["counts"]),
+        "items": job_items(run["counts"]),
         "counts": run["counts"],
         "error": run["error"],
     }

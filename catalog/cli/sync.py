@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from typing import Annotated, Any
 
 import platformdirs
@@ -15,139 +14,89 @@ from catalog.cli.common import (
     ConfigOpt,
     DatabaseOpt,
     DebugOpt,
-    HealthcheckOpt,
     JsonOpt,
-    LogFormat,
-    LogFormatOpt,
-    MetricsFileOpt,
     QuietOpt,
     ServerOpt,
     errors,
-    logs_are_json,
     open_catalog,
     print_json,
     setup_logging,
     stderr,
     stdout,
 )
+from catalog.cli.jobs import JobOptions, JobRun, job_command, run_job
 from catalog.config import APP_NAME, SERVER_KINDS, ServerConfig, Settings, load_settings
 from catalog.db.engine import mask_url
-from catalog.errors import CatalogError
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
 from catalog.fakes.plex_server import FakePlexServer
-from catalog.ops import JobOutcome, observed_job
-from catalog.progress import LogReporter, QuietReporter, RichReporter
-from catalog.queries import library_overview
-from catalog.runs import FAILED, PARTIAL
+from catalog.reads.libraries import library_overview
 from catalog.sources.connect import open_source
 from catalog.sync import SyncOptions, SyncReport, run_sync
 
 log = logging.getLogger(__name__)
 app = typer.Typer()
 
+LibraryOpt = Annotated[
+    list[str] | None, typer.Option("--library", "-l", help="Sync only this library (repeatable).")
+]
+SinceLastOpt = Annotated[
+    bool, typer.Option("--since-last", help="Only items saved since the last sync.")
+]
+PruneOpt = Annotated[bool, typer.Option("--prune", help="Delete items the server no longer lists.")]
+MassDeleteOpt = Annotated[
+    bool,
+    typer.Option("--allow-mass-delete", help="Allow marking more than the configured share "
+                 "(default 50%) of a library missing."),
+]  # fmt: skip
+PageSizeOpt = Annotated[int | None, typer.Option("--page-size", help="Items per server request.")]
 
-@app.command()
+
+@job_command(app)
 def sync(
-    library: Annotated[
-        list[str] | None,
-        typer.Option("--library", "-l", help="Sync only this library (repeatable)."),
-    ] = None,
-    since_last: Annotated[
-        bool, typer.Option("--since-last", help="Only items saved since the last sync.")
-    ] = False,
-    prune: Annotated[
-        bool, typer.Option("--prune", help="Delete items the server no longer lists.")
-    ] = False,
-    allow_mass_delete: Annotated[
-        bool,
-        typer.Option(
-            "--allow-mass-delete",
-            help="Allow marking more than the configured share (default 50%) of a library missing.",
-        ),
-    ] = False,
+    job: JobOptions,
+    library: LibraryOpt = None,
+    since_last: SinceLastOpt = False,
+    prune: PruneOpt = False,
+    allow_mass_delete: MassDeleteOpt = False,
     chunk_size: Annotated[
         int | None, typer.Option("--chunk-size", help="Items per transaction (1 to 10000).")
     ] = None,
-    page_size: Annotated[
-        int | None, typer.Option("--page-size", help="Items per server request.")
-    ] = None,
+    page_size: PageSizeOpt = None,
     server: ServerOpt = None,
-    config: ConfigOpt = None,
-    database_url: DatabaseOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-    log_format: LogFormatOpt = LogFormat.text,
-    metrics_file: MetricsFileOpt = None,
-    healthcheck_url: HealthcheckOpt = None,
 ) -> None:
     """Sync the server's libraries into the catalog (full, or --since-last)."""
-    setup_logging(quiet or json_out, debug, log_format)
-    observe = observed_job(
-        "sync", server, metrics_file=metrics_file, healthcheck_url=healthcheck_url
-    )
-    with errors(debug), observe as job:
-        settings = load_settings(
-            config, database_url=database_url, server=server,
-            chunk_size=chunk_size, page_size=page_size,
-        )  # fmt: skip
+
+    def recipe(run: JobRun) -> SyncReport:
+        run.observe(server=server)
+        settings = run.settings(server=server, chunk_size=chunk_size, page_size=page_size)
         target = settings.server()
-        job.server, job.database_url = target.name, settings.database_url
+        run.observe(server=target.name)
         options = SyncOptions(
-            libraries=tuple(library or ()),
-            since_last=since_last,
-            prune=prune,
-            allow_mass_delete=allow_mass_delete,
-            chunk_size=settings.sync.chunk_size,
-            mass_delete_share=settings.sync.mass_delete_share,
-        )
-        job.exit_code = _run_sync(settings, target, options, json_out, quiet, job)
-    raise typer.Exit(job.exit_code)
+            tuple(library or ()), since_last, prune, allow_mass_delete,
+            settings.sync.chunk_size, settings.sync.mass_delete_share,
+        )  # fmt: skip
+        return sync_job(run, settings, target, options)
+
+    run_job("sync", job, recipe, sync_table)
 
 
-def _run_sync(
-    settings: Settings,
-    server: ServerConfig,
-    options: SyncOptions,
-    json_out: bool,
-    quiet: bool,
-    observed: JobOutcome | None = None,
-) -> int:
-    """Run one sync and render its summary, whatever the outcome."""
-    engine = open_catalog(settings.database_url)
+def sync_job(
+    run: JobRun, settings: Settings, server: ServerConfig, options: SyncOptions
+) -> SyncReport:
+    """One recorded sync of `server` into the configured catalog."""
+    engine, progress = run.catalog(settings), run.progress()
     report = SyncReport(server=server.name)
-    bar = not (quiet or json_out) and stderr.is_terminal
-    reporter = RichReporter(stderr) if bar else QuietReporter() if quiet else LogReporter()
 
-    async def job() -> SyncReport:
+    async def work() -> SyncReport:
         async with open_source(server, settings.sync, report.http) as source:
-            return await run_sync(
-                engine, source, server, options, reporter, report, settings.retention
-            )
+            return await run_sync(engine, source, server, options, progress, report,
+                                  settings.retention)  # fmt: skip
 
-    try:
-        with reporter if isinstance(reporter, RichReporter) else nullcontext():
-            run_interruptible(job)
-    finally:
-        if observed is not None:
-            observed.counts = report.run_counts()
-        _render_sync(report, json_out, quiet)
-        engine.dispose()
-    if report.status == FAILED:  # a library failed without stopping the others
-        raise CatalogError(report.error or "sync failed")
-    return 3 if report.status == PARTIAL else 0
+    return run.job(report, work)
 
 
-def _render_sync(report: SyncReport, json_out: bool, quiet: bool) -> None:
-    if json_out:
-        print_json(report.as_dict())
-        return
-    if (quiet and report.status == "ok") or not report.libraries:
-        return
-    if logs_are_json():  # a table would be the only non-JSON lines on stderr
-        log.info(
-            "sync of %r: %s", report.server, report.status, extra={"summary": report.as_dict()}
-        )
+def sync_table(report: SyncReport) -> None:
+    if not report.libraries:
         return
     table = Table(title=f"sync of {report.server!r}: {report.status} in {report.duration_s:.1f} s")
     columns = ("seen", "inserted", "updated", "unchanged", "skipped", "missing")
@@ -230,7 +179,6 @@ def demo(
     debug: DebugOpt = False,
 ) -> None:
     """Start the bundled fake server on 127.0.0.1 and sync it into a demo catalog of its own."""
-    setup_logging(quiet or json_out, debug)
     url = database_url or f"sqlite:///{platformdirs.user_data_path(APP_NAME) / 'demo.db'}"
     movies = max(items * 3 // 5, 1)
     libraries = [FakeLibrary("Movies", "movies", movies)]
@@ -243,13 +191,20 @@ def demo(
         if kind == "plex"
         else FakeMediaServer(libraries, kind=kind, token=DEMO_TOKEN)
     )
-    with errors(debug), fake_server as fake:
+
+    def recipe(run: JobRun) -> SyncReport:
+        fake = run.enter(fake_server)
         server = ServerConfig(name="demo", url=fake.url, kind=kind, token=DEMO_TOKEN)
         settings = Settings(database_url=url, servers={"demo": server})
-        code = _run_sync(settings, server, SyncOptions(), json_out, quiet)
-    if not (json_out or quiet):
-        stderr.print(f"demo catalog: {mask_url(url)}", highlight=False)
-    raise typer.Exit(code)
+        return sync_job(run, settings, server, SyncOptions())
+
+    options = JobOptions(database_url=url, json_out=json_out, quiet=quiet, debug=debug)
+    run_job("sync", options, recipe, lambda report: _demo_table(report, url), observed=False)
+
+
+def _demo_table(report: SyncReport, url: str) -> None:
+    sync_table(report)
+    stderr.print(f"demo catalog: {mask_url(url)}", highlight=False)
 
 
 # -- db -----------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -14,30 +15,19 @@ from catalog.cli.common import (
     ConfigOpt,
     DatabaseOpt,
     DebugOpt,
-    HealthcheckOpt,
-    JsonOpt,
-    LogFormat,
-    LogFormatOpt,
-    MetricsFileOpt,
-    QuietOpt,
     catalog_connection,
     errors,
-    open_catalog,
     print_json,
     setup_logging,
     stderr,
     stdout,
 )
+from catalog.cli.jobs import JobOptions, JobRun, job_command, run_job
 from catalog.cli.output import Format, ItemWriter, next_page_hint
-from catalog.config import load_settings
-from catalog.ops import JobOutcome, observed_job
+from catalog.reads.tags import BY_COUNT, BY_NAME, list_tags
 from catalog.tags import (
-    BY_COUNT,
-    BY_NAME,
     ChangeReport,
     Plan,
-    decode_cursor,
-    list_tags,
     parse_rules,
     plan_drop,
     plan_merge,
@@ -80,11 +70,6 @@ def tags(
     """Tags with the number of items carrying each, a page at a time; or a subcommand."""
     if ctx.invoked_subcommand is not None:
         return
-    if after:
-        try:
-            decode_cursor(after, order.value)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--after") from None
     setup_logging(True, debug)
     with errors(debug), catalog_connection(config, database_url) as conn:
         page = list_tags(conn, order.value, limit, after)
@@ -109,106 +94,78 @@ def _render_page(items: list[dict], cursor: str | None, output: Format) -> None:
 # -- normalize ----------------------------------------------------------------------------------
 
 
-@app.command()
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan only.")]
+PlanMaker = Callable[[list[str]], Plan]
+
+
+NORMALIZE_HELP = """Clean every tag name, merging those that end up the same; then apply --rules.
+
+    Cleaning: lower case; & + @ become and, plus, at; every run of other characters that are
+    not letters or digits becomes one _, none at either end. All changes are applied in one
+    transaction, and kept as aliases: the next sync maps the raw names a server still sends
+    onto the clean tags."""
+
+
+@job_command(app, help=NORMALIZE_HELP)
 def normalize(
+    job: JobOptions,
     rules: Annotated[
         Path | None, typer.Option("--rules", help=RULES_HELP, show_default=False)
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan (every change); write nothing.")
     ] = False,
-    config: ConfigOpt = None,
-    database_url: DatabaseOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-    log_format: LogFormatOpt = LogFormat.text,
-    metrics_file: MetricsFileOpt = None,
-    healthcheck_url: HealthcheckOpt = None,
 ) -> None:
-    """Clean every tag name, merging those that end up the same; then apply --rules.
+    """Clean every tag name, then apply --rules (see NORMALIZE_HELP)."""
 
-    Cleaning: lower case; & + @ become and, plus, at; every run of other characters that are
-    not letters or digits becomes one _, none at either end. All changes are applied in one
-    transaction, and kept as aliases: the next sync maps the raw names a server still sends
-    onto the clean tags."""
-    setup_logging(quiet or json_out, debug, log_format)
-    observe = observed_job(
-        "normalize", metrics_file=None if dry_run else metrics_file,
-        healthcheck_url=None if dry_run else healthcheck_url,
-    )  # fmt: skip
-    with errors(debug), observe as job:
+    def recipe(run: JobRun) -> ChangeReport | None:
         parsed = parse_rules(rules) if rules else {}
+        return change_job(
+            run, "normalize", lambda names: plan_normalization(names, parsed), dry_run
+        )
 
-        def make_plan(names: list[str]) -> Plan:
-            return plan_normalization(names, parsed)
-
-        _change(config, database_url, "normalize", make_plan, dry_run, json_out, quiet, job)
+    run_job("normalize", job, recipe, change_table, observed=not dry_run)
 
 
 # -- rename, merge, drop ------------------------------------------------------------------------
 
 
-@app.command()
+@job_command(app)
 def rename(
+    job: JobOptions,
     old: Annotated[str, typer.Argument(help="The tag to rename.")],
     new: Annotated[str, typer.Argument(help="Its new name, as given (merged if it exists).")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan only.")] = False,
-    config: ConfigOpt = None,
-    database_url: DatabaseOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Rename tag OLD to NEW (a merge when NEW exists); the next sync maps OLD to it too."""
-    setup_logging(quiet or json_out, debug)
-    with errors(debug):
-
-        def make_plan(names: list[str]) -> Plan:
-            return plan_rename(names, old, new)
-
-        _change(config, database_url, "tags", make_plan, dry_run, json_out, quiet)
+    _by_hand(job, lambda names: plan_rename(names, old, new), dry_run)
 
 
-@app.command()
+@job_command(app)
 def merge(
+    job: JobOptions,
     names: Annotated[list[str], typer.Argument(help="A [B...] INTO C", show_default=False)],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan only.")] = False,
-    config: ConfigOpt = None,
-    database_url: DatabaseOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Merge tags A, B... INTO C: their links move to C (created by renaming A if missing)."""
     sources, into = _split_into(names)
-    setup_logging(quiet or json_out, debug)
-    with errors(debug):
-
-        def make_plan(existing: list[str]) -> Plan:
-            return plan_merge(existing, sources, into)
-
-        _change(config, database_url, "tags", make_plan, dry_run, json_out, quiet)
+    _by_hand(job, lambda existing: plan_merge(existing, sources, into), dry_run)
 
 
-@app.command()
+@job_command(app)
 def drop(
+    job: JobOptions,
     names: Annotated[list[str], typer.Argument(help="Tags to drop.", show_default=False)],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan only.")] = False,
-    config: ConfigOpt = None,
-    database_url: DatabaseOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Drop tags and their links; the next sync leaves them out too."""
-    setup_logging(quiet or json_out, debug)
-    with errors(debug):
+    _by_hand(job, lambda existing: plan_drop(existing, names), dry_run)
 
-        def make_plan(existing: list[str]) -> Plan:
-            return plan_drop(existing, names)
 
-        _change(config, database_url, "tags", make_plan, dry_run, json_out, quiet)
+def _by_hand(job: JobOptions, make_plan: PlanMaker, dry_run: bool) -> None:
+    """A change to the vocabulary by hand: recorded as a `tags` run."""
+    recipe = functools.partial(change_job, command="tags", make_plan=make_plan, dry_run=dry_run)
+    run_job("tags", job, recipe, change_table, observed=not dry_run)
 
 
 def _split_into(names: list[str]) -> tuple[list[str], str]:
@@ -222,36 +179,18 @@ def _split_into(names: list[str]) -> tuple[list[str], str]:
 # -- shared -------------------------------------------------------------------------------------
 
 
-def _change(
-    config: Path | None,
-    database_url: str | None,
-    command: str,
-    make_plan: Callable[[list[str]], Plan],
-    dry_run: bool,
-    json_out: bool,
-    quiet: bool,
-    job: JobOutcome | None = None,
-) -> None:
-    """Preview or apply one change to the vocabulary, and render it whatever the outcome."""
-    settings = load_settings(config, database_url=database_url)
-    if job is not None:
-        job.database_url = settings.database_url
-    engine = open_catalog(settings.database_url)
-    try:
-        if dry_run:
-            with engine.connect() as conn:
-                plan = make_plan(tag_names(conn))
-            _render_plan(plan, json_out)
-            return
-        report = ChangeReport()
-        try:
-            run_vocabulary_change(engine, command, make_plan, report, settings.retention)
-        finally:
-            if job is not None:
-                job.counts = report.run_counts()
-            _render_report(report, json_out, quiet)
-    finally:
-        engine.dispose()
+def change_job(
+    run: JobRun, command: str, make_plan: PlanMaker, dry_run: bool
+) -> ChangeReport | None:
+    """Preview (a dry run: the plan rendered, nothing recorded) or apply one recorded change."""
+    settings = run.settings()
+    engine = run.catalog(settings)
+    if dry_run:
+        with engine.connect() as conn:
+            _render_plan(make_plan(tag_names(conn)), run.options.json_out)
+        return None
+    report = run.report = ChangeReport()
+    return run_vocabulary_change(engine, command, make_plan, report, settings.retention)
 
 
 def _render_plan(plan: Plan, json_out: bool) -> None:
@@ -271,11 +210,8 @@ def _render_plan(plan: Plan, json_out: bool) -> None:
         stderr.print(f"left alone: {name!r}: {why}", highlight=False, soft_wrap=True)
 
 
-def _render_report(report: ChangeReport, json_out: bool, quiet: bool) -> None:
-    if json_out:
-        print_json(report.as_dict())
-        return
-    if quiet or report.status != "ok":
+def change_table(report: ChangeReport) -> None:
+    if report.status != "ok":
         return
     c = report.counts
     stdout.print(

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -113,3 +113,12 @@ def in_connection(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
     """fn(conn, *args) on a connection of its own, for reads (for DbThread.run)."""
     with engine.connect() as conn:
         return fn(conn, *args)
+
+
+def dialect_insert(conn: Connection, table: Any) -> Any:
+    """INSERT for `conn`'s dialect, which knows ON CONFLICT."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)

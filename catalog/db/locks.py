@@ -18,6 +18,8 @@ from sqlalchemy import Engine, text
 from catalog.db.engine import sqlite_path
 from catalog.errors import LockHeld
 
+CATALOG_SCOPE = "catalog"  # the scope of a job on the whole catalog (retag, normalize)
+
 
 def lock_key(job: str, server: str) -> int:
     """A stable signed 64-bit advisory-lock key for (job, server)."""
@@ -26,8 +28,10 @@ def lock_key(job: str, server: str) -> int:
 
 
 @contextmanager
-def job_lock(engine: Engine, job: str, server: str) -> Iterator[None]:
-    """Hold the lock of `job` on `server` for the block, or raise LockHeld at once."""
+def job_lock(engine: Engine, job: str, server: str | None) -> Iterator[None]:
+    """Hold the lock of `job` on `server` (None: on the whole catalog) for the block, or raise
+    LockHeld at once."""
+    server = CATALOG_SCOPE if server is None else server
     path = sqlite_path(engine.url)
     if engine.dialect.name == "postgresql":
         with _advisory_lock(engine, job, server):
@@ -40,7 +44,12 @@ def job_lock(engine: Engine, job: str, server: str) -> Iterator[None]:
 
 
 def _held(job: str, server: str) -> LockHeld:
+    if server == CATALOG_SCOPE and job in CATALOG_JOBS:
+        return LockHeld(f"another `catalog {job}` is running on this catalog; try again later")
     return LockHeld(f"another `catalog {job}` of server {server!r} is running; try again later")
+
+
+CATALOG_JOBS = ("retag", "normalize")  # jobs on the whole catalog, not one server
 
 
 @contextmanager

@@ -17,11 +17,10 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import ARRAY, Connection, String, any_, delete, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, Tag, TagAlias
+from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline
 from catalog.sources import InvalidItem, MediaItem, RawItem
+from catalog.tags.aliases import ensure_names, resolve_tags
 
 MEDIA = Media.__table__
 SERVER_ORIGIN = "server"
@@ -288,42 +287,6 @@ def _pg_content(i: MediaItem) -> tuple[Any, ...]:
     return tuple(
         _json(i.provider_ids) if c == "provider_ids" else getattr(i, c) for c in CONTENT_COLUMNS
     )
-
-
-# -- names: tags (through their aliases) and genres --------------------------------------------
-
-
-def resolve_tags(conn: Connection, names: set[str]) -> dict[str, int | None]:
-    """Tag id for each raw name: what normalization decided (None = dropped), else the tag of
-    that exact name, created when new. A fixed number of statements whatever the count."""
-    if not names:
-        return {}
-    alias = TagAlias.__table__
-    query = select(alias.c.raw_name, alias.c.tag_id).where(alias.c.raw_name.in_(names))
-    decided = dict(conn.execute(query).all())
-    plain = ensure_names(conn, Tag.__table__, names - decided.keys())
-    return {**plain, **decided}
-
-
-def dialect_insert(conn: Connection, table: Any) -> Any:
-    """INSERT for `conn`'s dialect, which knows ON CONFLICT."""
-    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
-
-
-def ensure_names(conn: Connection, table: Any, names: Iterable[str]) -> dict[str, int]:
-    """Ids of `names` in a (id, name unique) table, inserting the missing ones."""
-    names = sorted(set(names))  # a stable order avoids deadlocks between concurrent writers
-    if not names:
-        return {}
-    query = select(table.c.name, table.c.id).where(table.c.name.in_(names))
-    found = dict(conn.execute(query).all())
-    if len(found) < len(names):  # usually every name exists already: skip the insert
-        missing = [{"name": n} for n in names if n not in found]
-        conn.execute(
-            dialect_insert(conn, table).on_conflict_do_nothing(index_elements=["name"]), missing
-        )
-        found = dict(conn.execute(query).all())
-    return found
 
 
 # -- helpers ------------------------------------------------------------------------------------

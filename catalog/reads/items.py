@@ -47,7 +47,7 @@ from catalog.db.models import (
     Tag,
 )
 from catalog.errors import BadCursor, BadFilter, NoSuchItem
-from catalog.tags import clean_tag
+from catalog.tags.cleaning import clean_tag
 
 MEDIA, LIBRARY, SERVER = Media.__table__, Library.__table__, Server.__table__
 TAG, MEDIA_TAG, GENRE, MEDIA_GENRE = (
@@ -427,7 +427,7 @@ def decode_position(cursor: str, sort: Sort) -> tuple[Any, int]:
     """(key, id) from a cursor of a listing in `sort` order; BadCursor otherwise."""
     try:
         token, key, last_id = decode_cursor(cursor)
-    except (ValueError, TypeError):
+    except (BadCursor, ValueError, TypeError):
         raise BadCursor("it is not a cursor `catalog media list` gave out") from None
     if token != sort.token:
         raise BadCursor(f"it comes from a listing in another order ({_describe(token)})")
