@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from catalog.sources import InvalidItem
+from catalog.items import InvalidItem
 from catalog.sync import LibraryResult
 
 log = logging.getLogger("catalog.sync")

@@ -34,9 +34,11 @@ from catalog.db.models import (
     ProcessRun,
     Tag,
 )
+from catalog.db.refused import REFUSED, refusal
 from catalog.db.writers import dialect_insert, resolve_tags
 from catalog.errors import CircuitOpen, MalformedAnswer, TaggerCallFailed, TaggerError
 from catalog.http import HttpStats
+from catalog.items import ItemCheck
 from catalog.runs import (
     FAILED,
     INTERRUPTED,
@@ -209,6 +211,13 @@ class WriteCounts:
     tagged: int = 0
     failed: int = 0
     gone: int = 0  # deleted from the catalog while its call was out
+    failures: list[Outcome] = field(default_factory=list)  # the failed outcomes written
+
+    def plus(self, other: WriteCounts) -> WriteCounts:
+        return WriteCounts(
+            self.tagged + other.tagged, self.failed + other.failed, self.gone + other.gone,
+            self.failures + other.failures,
+        )  # fmt: skip
 
 
 def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> WriteCounts:
@@ -218,12 +227,25 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime)
     run records the error and keeps its last success, so it stays overdue."""
     _guard_vocabulary(conn)
     present = _present_ids(conn, [o.request.media_id for o in outcomes])
-    kept = [o for o in outcomes if o.request.media_id in present]
+    kept = [safe_outcome(o) for o in outcomes if o.request.media_id in present]
     answered = [o for o in kept if o.answer is not None]
     failed = [o for o in kept if o.answer is None]
     _replace_tagger_links(conn, answered)
     _record_runs(conn, answered, failed, now)
     return WriteCounts(len(answered), len(failed), len(outcomes) - len(kept))
+
+
+def safe_outcome(outcome: Outcome) -> Outcome:
+    """The answer with the schema's rules applied to its tags and taglines (the same step a
+    sync's items go through): NUL stripped, names over the tag column truncated."""
+    if outcome.answer is None:
+        return outcome
+    check = ItemCheck(str(outcome.request.media_id), outcome.request.title)
+    tags = check.names("tags", outcome.answer.tags)
+    taglines = check.names("taglines", outcome.answer.taglines, None)
+    if (tags, taglines) == (outcome.answer.tags, outcome.answer.taglines):
+        return outcome
+    return Outcome(outcome.request, TagAnswer(tags, taglines))
 
 
 def _guard_vocabulary(conn: Connection) -> None:
@@ -502,10 +524,30 @@ class _Run:
             await self._write(batch)
 
     async def _write(self, batch: list[Outcome]) -> None:
-        counts = await self.db.run(in_transaction, self.engine, write_outcomes, batch, utcnow())
+        counts = await self.db.run(self._write_isolating, batch, utcnow())
         self.report.tagged += counts.tagged
         self.report.failed += counts.failed
-        for outcome in batch:
+        for outcome in counts.failures:
             if outcome.error:
                 self.report.failures[outcome.error] = self.report.failures.get(outcome.error, 0) + 1
         self.progress.advanced(len(batch))
+
+    def _write_isolating(self, batch: list[Outcome], now: datetime) -> WriteCounts:
+        """On the database thread: the batch in one transaction; one the database refuses is
+        halved until each refused answer is alone, and that one is recorded as failed with
+        the database's reason, so one bad answer fails only its own item."""
+        try:
+            counts = in_transaction(self.engine, write_outcomes, batch, now)
+        except REFUSED as exc:
+            if len(batch) == 1 and batch[0].answer is not None:
+                failed = Outcome(batch[0].request, error=f"refused by the database: {refusal(exc)}")
+                return self._write_isolating([failed], now)
+            if len(batch) == 1:
+                raise
+            middle = len(batch) // 2
+            first, second = (
+                self._write_isolating(part, now) for part in (batch[:middle], batch[middle:])
+            )
+            return first.plus(second)
+        counts.failures = [o for o in batch if o.error]
+        return counts

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, Tag, TagAlias
-from catalog.sources import InvalidItem, MediaItem, RawItem
+from catalog.items import InvalidItem, MediaItem, RawItem
 
 MEDIA = Media.__table__
 SERVER_ORIGIN = "server"
