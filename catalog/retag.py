@@ -110,14 +110,20 @@ def count_overdue(conn: Connection, selection: Selection, now: datetime) -> int:
     return total if selection.limit is None else min(total, selection.limit)
 
 
-def _names(conn: Connection, link: Any, names: Any, key: Any) -> Any:
-    """The names linked to each media row, as one JSON array per row (correlated, indexed)."""
-    if conn.dialect.name == "postgresql":
-        agg = func.json_agg(aggregate_order_by(names.c.name, names.c.name))
-    else:
-        agg = func.json_group_array(names.c.name)
+def _names(conn: Connection, link: Any, names: Any, key: Any, order: Any = None) -> Any:
+    """The names linked to each media row, as one JSON array per row (correlated, indexed),
+    in `order` (default: by name)."""
+    order = names.c.name if order is None else order
     joined = link.join(names, names.c.id == key)
-    return select(agg).select_from(joined).where(link.c.media_id == MEDIA.c.id).scalar_subquery()
+    if conn.dialect.name == "postgresql":
+        agg = func.json_agg(aggregate_order_by(names.c.name, order))
+        return (
+            select(agg).select_from(joined).where(link.c.media_id == MEDIA.c.id).scalar_subquery()
+        )
+    # SQLite aggregates in the order its (ordered) subquery yields.
+    rows = select(names.c.name).select_from(joined).where(link.c.media_id == MEDIA.c.id)
+    ordered = rows.order_by(order).subquery()
+    return select(func.json_group_array(ordered.c.name)).scalar_subquery()
 
 
 def select_overdue(
@@ -125,7 +131,7 @@ def select_overdue(
 ) -> list[TagRequest]:
     """The next `limit` overdue items after `after_id`, in id order, with what the tagging
     service is told about them: one statement."""
-    genres = _names(conn, MEDIA_GENRE, GENRE, MEDIA_GENRE.c.genre_id)
+    genres = _names(conn, MEDIA_GENRE, GENRE, MEDIA_GENRE.c.genre_id, MEDIA_GENRE.c.position)
     tags = _names(conn, MEDIA_TAG, TAG, MEDIA_TAG.c.tag_id)
     columns = (
         MEDIA.c.id, MEDIA.c.name, MEDIA.c.content_hash, MEDIA.c.overview,
@@ -147,7 +153,7 @@ def _request(row: Any) -> TagRequest:
         title=row.name,
         input_hash=row.content_hash,
         description=row.overview,
-        genres=_name_list(row.genres),
+        genres=tuple(dict.fromkeys(_name_list(row.genres, sort=False))),
         rating=row.official_rating,
         critical_rating=row.critic_rating,
         audience_rating=row.community_rating,
@@ -156,10 +162,10 @@ def _request(row: Any) -> TagRequest:
     )
 
 
-def _name_list(value: Any) -> tuple[str, ...]:
+def _name_list(value: Any, sort: bool = True) -> tuple[str, ...]:
     # PostgreSQL hands back a decoded list (or None); SQLite a JSON text.
     names = json.loads(value) if isinstance(value, str) else value or []
-    return tuple(sorted(set(names)))
+    return tuple(sorted(set(names))) if sort else tuple(names)
 
 
 def iter_overdue(

@@ -32,7 +32,7 @@ CONTENT_COLUMNS = (
 )  # fmt: skip
 
 TagRow = tuple[int, int]  # (media id, tag id)
-GenreRow = tuple[int, int]  # (media id, genre id)
+GenreRow = tuple[int, int, int]  # (media id, genre id, position)
 TaglineRow = tuple[int, int, str]  # (media id, position, text)
 
 
@@ -130,7 +130,9 @@ class ChunkWriter(ABC):
         tag_ids = resolve_tags(conn, {t for i in items for t in i.tags})
         genre_ids = ensure_names(conn, Genre.__table__, {g for i in items for g in i.genres})
         tag_rows = {(ids[i.external_id], tag_ids[t]) for i in items for t in i.tags if tag_ids[t]}
-        genre_rows = [(ids[i.external_id], genre_ids[g]) for i in items for g in i.genres]
+        genre_rows = [
+            (ids[i.external_id], genre_ids[g], pos) for i in items for pos, g in enumerate(i.genres)
+        ]
         tagline_rows = [
             (ids[i.external_id], pos, text) for i in items for pos, text in enumerate(i.taglines)
         ]
@@ -205,7 +207,7 @@ class SqliteChunkWriter(ChunkWriter):
             )
         if genres:
             conn.exec_driver_sql(
-                "INSERT INTO media_genre (media_id, genre_id) VALUES (?, ?)", genres
+                "INSERT INTO media_genre (media_id, genre_id, position) VALUES (?, ?, ?)", genres
             )
         if taglines:
             conn.exec_driver_sql(
@@ -269,7 +271,7 @@ class PostgresChunkWriter(ChunkWriter):
             rows = ((m, t, SERVER_ORIGIN) for m, t in tags)
             _copy(conn, "media_tag", ("media_id", "tag_id", "origin"), rows)
         if genres:
-            _copy(conn, "media_genre", ("media_id", "genre_id"), genres)
+            _copy(conn, "media_genre", ("media_id", "genre_id", "position"), genres)
         if taglines:
             rows = ((m, SERVER_ORIGIN, p, t) for m, p, t in taglines)
             _copy(conn, "media_tagline", ("media_id", "origin", "position", "text"), rows)
