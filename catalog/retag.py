@@ -530,7 +530,7 @@ class _Run:
             await self._write(batch)
 
     async def _write(self, batch: list[Outcome]) -> None:
-        counts = await self.db.run(self._write_isolating, batch, utcnow())
+        counts = await self.db.run(write_batch, self.engine, batch, utcnow())
         self.report.tagged += counts.tagged
         self.report.failed += counts.failed
         for outcome in counts.failures:
@@ -538,22 +538,21 @@ class _Run:
                 self.report.failures[outcome.error] = self.report.failures.get(outcome.error, 0) + 1
         self.progress.advanced(len(batch))
 
-    def _write_isolating(self, batch: list[Outcome], now: datetime) -> WriteCounts:
-        """On the database thread: the batch in one transaction; one the database refuses is
-        halved until each refused answer is alone, and that one is recorded as failed with
-        the database's reason, so one bad answer fails only its own item."""
-        try:
-            counts = in_transaction(self.engine, write_outcomes, batch, now)
-        except REFUSED as exc:
-            if len(batch) == 1 and batch[0].answer is not None:
-                failed = Outcome(batch[0].request, error=f"refused by the database: {refusal(exc)}")
-                return self._write_isolating([failed], now)
-            if len(batch) == 1:
-                raise
-            middle = len(batch) // 2
-            first, second = (
-                self._write_isolating(part, now) for part in (batch[:middle], batch[middle:])
-            )
-            return first.plus(second)
-        counts.failures = [o for o in batch if o.error]
-        return counts
+
+def write_batch(engine: Engine, batch: list[Outcome], now: datetime) -> WriteCounts:
+    """The batch in one transaction; one the database refuses is halved until each refused
+    answer is alone, and that one is recorded as failed with the database's reason, so one
+    bad answer fails only its own item. Statements grow with the number of bad answers."""
+    try:
+        counts = in_transaction(engine, write_outcomes, batch, now)
+    except REFUSED as exc:
+        if len(batch) == 1 and batch[0].answer is not None:
+            reason = f"refused by the database: {refusal(exc)}"
+            return write_batch(engine, [Outcome(batch[0].request, error=reason)], now)
+        if len(batch) == 1:
+            raise
+        middle = len(batch) // 2
+        first = write_batch(engine, batch[:middle], now)
+        return first.plus(write_batch(engine, batch[middle:], now))
+    counts.failures = [o for o in batch if o.error]
+    return counts

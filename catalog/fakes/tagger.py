@@ -48,6 +48,7 @@ class TaggerFaults:
     down: bool = False  # every request answered 500
     down_after: int | None = None  # answer this many items, then go down
     oversized_bytes: int = 0  # when > 0, every answer is padded to this size
+    nul_ids: frozenset[str] = frozenset()  # items answered with a NUL inside a tag and a tagline
 
 
 @dataclass
@@ -148,6 +149,8 @@ class FakeTagger(LoopbackServer):
         with self._lock:
             self.log.answered[media_id] += 1
         answer = {"tags": self.tags_for(media_id), "taglines": [self.tagline_for(media_id)]}
+        if media_id in self.faults.nul_ids:
+            answer = {"tags": ["nul\x00tag", *answer["tags"]], "taglines": ["a\x00b"]}
         return _answer(path, json.dumps(answer), self.faults.oversized_bytes)
 
     def _media(self, path: str, body: bytes) -> dict[str, Any]:
