@@ -112,18 +112,18 @@ def count_overdue(conn: Connection, selection: Selection, now: datetime) -> int:
 
 def _names(conn: Connection, link: Any, names: Any, key: Any, order: Any = None) -> Any:
     """The names linked to each media row, as one JSON array per row (correlated, indexed),
-    in `order` (default: by name)."""
-    order = names.c.name if order is None else order
+    by name; with `order`, in that order (on SQLite, which cannot order inside an aggregate
+    before 3.44, as [order, name] pairs that _name_list sorts)."""
     joined = link.join(names, names.c.id == key)
     if conn.dialect.name == "postgresql":
-        agg = func.json_agg(aggregate_order_by(names.c.name, order))
-        return (
-            select(agg).select_from(joined).where(link.c.media_id == MEDIA.c.id).scalar_subquery()
+        agg = func.json_agg(
+            aggregate_order_by(names.c.name, names.c.name if order is None else order)
         )
-    # SQLite aggregates in the order its (ordered) subquery yields.
-    rows = select(names.c.name).select_from(joined).where(link.c.media_id == MEDIA.c.id)
-    ordered = rows.order_by(order).subquery()
-    return select(func.json_group_array(ordered.c.name)).scalar_subquery()
+    elif order is None:
+        agg = func.json_group_array(names.c.name)
+    else:
+        agg = func.json_group_array(func.json_array(order, names.c.name))
+    return select(agg).select_from(joined).where(link.c.media_id == MEDIA.c.id).scalar_subquery()
 
 
 def select_overdue(
@@ -165,7 +165,13 @@ def _request(row: Any) -> TagRequest:
 def _name_list(value: Any, sort: bool = True) -> tuple[str, ...]:
     # PostgreSQL hands back a decoded list (or None); SQLite a JSON text.
     names = json.loads(value) if isinstance(value, str) else value or []
-    return tuple(sorted(set(names))) if sort else tuple(names)
+    if not sort:  # in their order; SQLite's come as [position, name] pairs
+        return (
+            tuple(n[1] for n in sorted(names))
+            if names and isinstance(names[0], list)
+            else tuple(names)
+        )
+    return tuple(sorted(set(names)))
 
 
 def iter_overdue(

@@ -188,10 +188,13 @@ class JellyfinSource:
     async def _user_views(self) -> list[Library]:
         """/UserViews (Jellyfin 10.9+), else /Users/{id}/Views (Jellyfin 10.8, Emby)."""
         user_id = await self._user_id()
+        path = f"/Users/{user_id}/Views"
         try:
-            body, path = await self._get("/UserViews", {"userId": user_id}), "/UserViews"
+            if self.kind == "emby":
+                body = await self._get(path)
+            else:
+                body, path = await self._get("/UserViews", {"userId": user_id}), "/UserViews"
         except SourceResponseError:  # 404 where the endpoint does not exist
-            path = f"/Users/{user_id}/Views"
             body = await self._get(path)
         views = self._decode(body, _Views, path)
         return [Library(v.id, v.name, v.collection_type) for v in views.items]
@@ -199,10 +202,12 @@ class JellyfinSource:
     async def _user_id(self) -> str:
         """The token's user: /Users/Me (Jellyfin 10.7+); Emby has no such endpoint, but lists
         a user token's own sessions, each naming its user."""
-        try:
-            return self._decode(await self._get("/Users/Me"), _Me, "/Users/Me").id
-        except SourceResponseError:
-            sessions = self._decode(await self._get("/Sessions"), list[_Session], "/Sessions")
+        if self.kind != "emby":
+            try:
+                return self._decode(await self._get("/Users/Me"), _Me, "/Users/Me").id
+            except SourceResponseError:
+                pass  # a server without it
+        sessions = self._decode(await self._get("/Sessions"), list[_Session], "/Sessions")
         for session in sessions:
             if session.user_id:
                 return session.user_id
