@@ -122,8 +122,12 @@ class ItemCheck:
         log.warning("item %s (%r): %s %s", self.external_id_, self.name, what, how)
 
     def external_id(self, what: str, value: str | None, *, required: bool = False) -> str | None:
-        """An id the catalog keys on: never truncated (that could merge two items)."""
-        value = self.text(what, value)
+        """An id the catalog keys on: never truncated or stripped (that could merge two items)."""
+        if value and "\x00" in value:
+            if required:
+                raise Unsafe(f"{what} has NUL characters")
+            self.fixed(what, "has NUL characters: dropped")
+            return None
         if value is not None and len(value) > EXTERNAL_ID_CHARS:
             if required:
                 raise Unsafe(f"{what} is {len(value)} characters, over {EXTERNAL_ID_CHARS}")
@@ -174,13 +178,18 @@ class ItemCheck:
         if value is None:
             return None
         offset = value.utcoffset()
-        if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+        if offset is None:
+            utc: datetime | None = value.replace(tzinfo=UTC)
+        elif not offset:  # already UTC, the usual case: nothing to convert
+            utc = value
+        elif abs(offset) > MAX_UTC_OFFSET:
             self.fixed(what, f"{value.isoformat()} has a UTC offset beyond ±15:59: dropped")
             return None
-        try:
-            utc = value.astimezone(UTC) if offset is not None else value.replace(tzinfo=UTC)
-        except OverflowError:
-            utc = None
+        else:
+            try:
+                utc = value.astimezone(UTC)
+            except OverflowError:
+                utc = None
         if utc is None or not YEARS[0] <= utc.year <= YEARS[1]:
             self.fixed(what, f"{value.isoformat()} is outside years 1..9999 in UTC: dropped")
             return None

@@ -297,8 +297,9 @@ def raw_item(raw: msgspec.Raw | bytes, repaired: bool = False) -> RawItem:
         item_id = _KEY.decode(body).id
     except (msgspec.ValidationError, msgspec.DecodeError):
         item_id = _lenient_id(repair_text(body))  # not an object, or undecodable text
-    external_id = item_id if isinstance(item_id, str) and item_id else None
-    return RawItem(external_id, content_hash(body), body, repaired)
+    # An id with a NUL is never a key (PostgreSQL would refuse the lookup); parsing skips it.
+    usable = isinstance(item_id, str) and item_id and "\x00" not in item_id
+    return RawItem(item_id if usable else None, content_hash(body), body, repaired)
 
 
 def _drop_repeats(items: list[RawItem], previous_ids: frozenset[str]) -> list[RawItem]:
