@@ -160,7 +160,7 @@ class ItemCheck:
         """Each name made safe and stripped, without blanks or repeats, in the server's order."""
         if not values:
             return ()
-        if not _plain_texts(values, limit, self.plain):
+        if not (self.plain and limit is None) and not _plain_texts(values, limit, self.plain):
             values = [self.text(what, v, limit) for v in values if isinstance(v, str)]
             values = [v for v in values if v]
         unique = dict.fromkeys(map(str.strip, values))
@@ -203,9 +203,9 @@ class ItemCheck:
         """Provider ids as text (some servers send numbers), without empty ones."""
         if not values:
             return {}
-        if _plain_texts(values.values(), None, self.plain) and _plain_texts(
-            values, None, self.plain
-        ):
+        # JSON object keys are always text: with `plain`, only the values need a look.
+        keys_plain = self.plain or _plain_texts(values, None, False)
+        if keys_plain and _plain_texts(values.values(), None, self.plain):
             return {key: value for key, value in sorted(values.items()) if value}
         kept = {}
         for key, value in sorted(values.items()):

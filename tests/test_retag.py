@@ -154,9 +154,7 @@ def test_selection_filters_by_library_and_stops_at_the_limit(retag: Any, engine:
     movies = _selected(engine, Selection(libraries=("movies",)))  # case-insensitive
     assert len(movies) == 60
     with engine.connect() as conn:
-        kinds = set(
-            conn.execute(select(MEDIA.c.kind).where(MEDIA.c.id.in_(movies))).scalars()
-        )
+        kinds = set(conn.execute(select(MEDIA.c.kind).where(MEDIA.c.id.in_(movies))).scalars())
     assert kinds == {"movie"}
     limited = [r.media_id for b in iter_overdue(engine, Selection(limit=10), datetime.now(UTC), 4)
                for r in b]  # fmt: skip
@@ -418,8 +416,10 @@ def test_a_refused_token_stops_the_run_with_one_line(
 
 def test_wrong_url_and_missing_config_are_clear_errors(retag: Any, tagger: FakeTagger) -> None:
     wrong = retag("--limit", "1", env={"CATALOG_TAGGER_URL": tagger.url + "/nope"})
-    assert wrong.exit_code == 1 and "HTTP 404" in wrong.stderr and "CATALOG_TAGGER_URL" in (
-        wrong.stderr
+    assert (
+        wrong.exit_code == 1
+        and "HTTP 404" in wrong.stderr
+        and "CATALOG_TAGGER_URL" in (wrong.stderr)
     )
     unset = retag(env={"CATALOG_TAGGER_URL": ""})
     assert unset.exit_code == 2 and "no tagging service is configured" in unset.stderr

@@ -235,7 +235,7 @@ def test_tagger_settings_from_file_environment_and_flags(tmp_path: Any) -> None:
         ('[tagger]\nkind = "gpt"\n', {}, "tagger.kind: must be one of tunabrain, openai"),
         ('[tagger]\nkind = "openai"\n', {}, "tagger.model: required for the openai kind"),
         ('[tagger]\nolder_than = "soon"\n', {}, "'soon' is not a duration"),
-        ('[tagger]\nrate = 0\n', {}, "tagger.rate: must be greater than 0"),
+        ("[tagger]\nrate = 0\n", {}, "tagger.rate: must be greater than 0"),
         ("", {"CATALOG_TAGGER_RATE": "fast"}, "CATALOG_TAGGER_RATE: must be a number"),
         ('[tagger]\nurl = "tagger:80"\n', {}, "tagger.url: must start with http"),
     ],
