@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, insert, select
 
 from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, Tag
-from catalog.sources import MediaItem
+from catalog.items import MediaItem
 
 MEDIA = Media.__table__
 

@@ -33,8 +33,8 @@ from report import machine, run_catalog, write_section
 from catalog.config import ServerConfig, SyncConfig
 from catalog.db.engine import create_catalog_engine
 from catalog.db.migrate import upgrade
+from catalog.items import MediaItem
 from catalog.progress import QuietProgress
-from catalog.sources import MediaItem
 from catalog.sources.connect import open_source
 from catalog.sync import SyncOptions, SyncReport, register_library, register_server, run_sync
 
@@ -162,7 +162,7 @@ def naive_rate(db_url: str, items: list[MediaItem]) -> float:
     upgrade(engine)
     with engine.begin() as conn:
         server_id = register_server(conn, ServerConfig("naive", "http://x", token=""))
-        from catalog.sources import Library
+        from catalog.items import Library
 
         library_id, _ = register_library(conn, server_id, Library("lib", "Naive", "movies"))
     started = time.perf_counter()

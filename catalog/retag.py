@@ -34,8 +34,10 @@ from catalog.db.models import (
     ProcessRun,
     Tag,
 )
+from catalog.db.refused import REFUSED, refusal
 from catalog.errors import CircuitOpen, MalformedAnswer, TaggerCallFailed, TaggerError
 from catalog.http import HttpStats
+from catalog.items import ItemCheck
 from catalog.jobs import Items, JobReport, recorded_run
 from catalog.progress import Progress, QuietProgress
 from catalog.runs import FAILED, OK, PARTIAL, Retention, utcnow
@@ -101,13 +103,19 @@ def count_overdue(conn: Connection, selection: Selection, now: datetime) -> int:
     return total if selection.limit is None else min(total, selection.limit)
 
 
-def _names(conn: Connection, link: Any, names: Any, key: Any) -> Any:
-    """The names linked to each media row, as one JSON array per row (correlated, indexed)."""
-    if conn.dialect.name == "postgresql":
-        agg = func.json_agg(aggregate_order_by(names.c.name, names.c.name))
-    else:
-        agg = func.json_group_array(names.c.name)
+def _names(conn: Connection, link: Any, names: Any, key: Any, order: Any = None) -> Any:
+    """The names linked to each media row, as one JSON array per row (correlated, indexed),
+    by name; with `order`, in that order (on SQLite, which cannot order inside an aggregate
+    before 3.44, as [order, name] pairs that _name_list sorts)."""
     joined = link.join(names, names.c.id == key)
+    if conn.dialect.name == "postgresql":
+        agg = func.json_agg(
+            aggregate_order_by(names.c.name, names.c.name if order is None else order)
+        )
+    elif order is None:
+        agg = func.json_group_array(names.c.name)
+    else:
+        agg = func.json_group_array(func.json_array(order, names.c.name))
     return select(agg).select_from(joined).where(link.c.media_id == MEDIA.c.id).scalar_subquery()
 
 
@@ -116,7 +124,7 @@ def select_overdue(
 ) -> list[TagRequest]:
     """The next `limit` overdue items after `after_id`, in id order, with what the tagging
     service is told about them: one statement."""
-    genres = _names(conn, MEDIA_GENRE, GENRE, MEDIA_GENRE.c.genre_id)
+    genres = _names(conn, MEDIA_GENRE, GENRE, MEDIA_GENRE.c.genre_id, MEDIA_GENRE.c.position)
     tags = _names(conn, MEDIA_TAG, TAG, MEDIA_TAG.c.tag_id)
     columns = (
         MEDIA.c.id, MEDIA.c.name, MEDIA.c.content_hash, MEDIA.c.overview,
@@ -138,7 +146,7 @@ def _request(row: Any) -> TagRequest:
         title=row.name,
         input_hash=row.content_hash,
         description=row.overview,
-        genres=_name_list(row.genres),
+        genres=tuple(dict.fromkeys(_name_list(row.genres, sort=False))),
         rating=row.official_rating,
         critical_rating=row.critic_rating,
         audience_rating=row.community_rating,
@@ -147,9 +155,15 @@ def _request(row: Any) -> TagRequest:
     )
 
 
-def _name_list(value: Any) -> tuple[str, ...]:
+def _name_list(value: Any, sort: bool = True) -> tuple[str, ...]:
     # PostgreSQL hands back a decoded list (or None); SQLite a JSON text.
     names = json.loads(value) if isinstance(value, str) else value or []
+    if not sort:  # in their order; SQLite's come as [position, name] pairs
+        return (
+            tuple(n[1] for n in sorted(names))
+            if names and isinstance(names[0], list)
+            else tuple(names)
+        )
     return tuple(sorted(set(names)))
 
 
@@ -202,6 +216,13 @@ class WriteCounts:
     tagged: int = 0
     failed: int = 0
     gone: int = 0  # deleted from the catalog while its call was out
+    failures: list[Outcome] = field(default_factory=list)  # the failed outcomes written
+
+    def plus(self, other: WriteCounts) -> WriteCounts:
+        return WriteCounts(
+            self.tagged + other.tagged, self.failed + other.failed, self.gone + other.gone,
+            self.failures + other.failures,
+        )  # fmt: skip
 
 
 def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> WriteCounts:
@@ -211,12 +232,25 @@ def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime)
     run records the error and keeps its last success, so it stays overdue."""
     guard_links(conn)
     present = _present_ids(conn, [o.request.media_id for o in outcomes])
-    kept = [o for o in outcomes if o.request.media_id in present]
+    kept = [safe_outcome(o) for o in outcomes if o.request.media_id in present]
     answered = [o for o in kept if o.answer is not None]
     failed = [o for o in kept if o.answer is None]
     _replace_tagger_links(conn, answered)
     _record_runs(conn, answered, failed, now)
     return WriteCounts(len(answered), len(failed), len(outcomes) - len(kept))
+
+
+def safe_outcome(outcome: Outcome) -> Outcome:
+    """The answer with the schema's rules applied to its tags and taglines (the same step a
+    sync's items go through): NUL stripped, names over the tag column truncated."""
+    if outcome.answer is None:
+        return outcome
+    check = ItemCheck(str(outcome.request.media_id), outcome.request.title)
+    tags = check.names("tags", outcome.answer.tags)
+    taglines = check.names("taglines", outcome.answer.taglines, None)
+    if (tags, taglines) == (outcome.answer.tags, outcome.answer.taglines):
+        return outcome
+    return Outcome(outcome.request, TagAnswer(tags, taglines))
 
 
 def _present_ids(conn: Connection, ids: list[int]) -> set[int]:
@@ -463,9 +497,28 @@ class _Run:
             await self._write(batch)
 
     async def _write(self, batch: list[Outcome]) -> None:
-        counts = await self.db.run(in_transaction, self.engine, write_outcomes, batch, utcnow())
+        counts = await self.db.run(write_batch, self.engine, batch, utcnow())
         self.report.tagged += counts.tagged
         self.report.failed += counts.failed
-        for outcome in batch:
+        for outcome in counts.failures:
             if outcome.error:
                 self.report.failures[outcome.error] = self.report.failures.get(outcome.error, 0) + 1
+
+
+def write_batch(engine: Engine, batch: list[Outcome], now: datetime) -> WriteCounts:
+    """The batch in one transaction; one the database refuses is halved until each refused
+    answer is alone, and that one is recorded as failed with the database's reason, so one
+    bad answer fails only its own item. Statements grow with the number of bad answers."""
+    try:
+        counts = in_transaction(engine, write_outcomes, batch, now)
+    except REFUSED as exc:
+        if len(batch) == 1 and batch[0].answer is not None:
+            reason = f"refused by the database: {refusal(exc)}"
+            return write_batch(engine, [Outcome(batch[0].request, error=reason)], now)
+        if len(batch) == 1:
+            raise
+        middle = len(batch) // 2
+        first = write_batch(engine, batch[:middle], now)
+        return first.plus(write_batch(engine, batch[middle:], now))
+    counts.failures = [o for o in batch if o.error]
+    return counts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -20,15 +21,16 @@ from catalog.config import ServerConfig
 from catalog.db.engine import in_transaction
 from catalog.db.locks import job_lock
 from catalog.db.models import LINK_TABLES, Library, Media, Server
+from catalog.db.refused import REFUSED, refusal
 from catalog.db.writers import ChunkCounts, writer_for
 from catalog.errors import ConfigError, MassDeleteRefused
 from catalog.http import HttpStats
+from catalog.items import InvalidItem, MediaItem, RawItem
+from catalog.items import Library as SourceLibrary
 from catalog.jobs import Items, JobReport, recorded_run
 from catalog.progress import Progress
 from catalog.runs import FAILED, OK, PARTIAL, Retention, utcnow
-from catalog.sources import InvalidItem, MediaItem, RawItem, Source
-from catalog.sources import Library as SourceLibrary
-from catalog.sources.jellyfin import NON_VIDEO_KINDS
+from catalog.sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +140,8 @@ async def _sync_server(
     progress: Progress,
     report: SyncReport,
 ) -> None:
-    libraries = select_libraries(await source.libraries(), options.libraries or server.libraries)
+    wanted = options.libraries or server.libraries
+    libraries = select_libraries(await source.libraries(), wanted, source.syncs_by_default)
     server_id = await db.run(in_transaction, engine, register_server, server)
     for library in libraries:
         library_id, last_sync = await db.run(
@@ -152,11 +155,14 @@ async def _sync_server(
 
 
 def select_libraries(
-    available: list[SourceLibrary], wanted: tuple[str, ...]
+    available: list[SourceLibrary],
+    wanted: tuple[str, ...],
+    by_default: Callable[[SourceLibrary], bool],
 ) -> list[SourceLibrary]:
-    """The libraries to sync: the ones named (case-insensitive), else every video library."""
+    """The libraries to sync: the ones named (case-insensitive), else those the source syncs
+    by default (its video libraries)."""
     if not wanted:
-        return [lib for lib in available if lib.kind not in NON_VIDEO_KINDS]
+        return [lib for lib in available if by_default(lib)]
     by_name = {lib.name.casefold(): lib for lib in available}
     unknown = [name for name in wanted if name.casefold() not in by_name]
     if unknown:
@@ -238,13 +244,24 @@ class _LibrarySync:
         seen_at: datetime,
     ) -> None:
         """On the database thread: one transaction, counted as soon as it commits (so an
-        interrupted run still reports what it wrote)."""
+        interrupted run still reports what it wrote). A chunk the database refuses is halved
+        until the refused items are alone: they are skipped with the database's reason, and
+        statements grow with the number of bad items only."""
 
         def parse(raw: RawItem) -> MediaItem | InvalidItem:
             return parsed.get(raw.digest) or self.source.parse(raw)
 
-        with self.engine.begin() as conn:
-            counts = self.writer.upsert_chunk(conn, library_id, chunk, parse, seen_at)
+        try:
+            with self.engine.begin() as conn:
+                counts = self.writer.upsert_chunk(conn, library_id, chunk, parse, seen_at)
+        except REFUSED as exc:
+            if len(chunk) == 1:
+                self._refused(library_id, chunk[0], refusal(exc), seen_at)
+                return
+            middle = len(chunk) // 2
+            for part in (chunk[:middle], chunk[middle:]):
+                self._write_chunk(library_id, part, parsed, seen_at)
+            return
         self.result.add(counts)
         # While chunks are mostly new (a first sync), parse on the event loop's thread as pages
         # arrive, in parallel with this thread's writing; once they are mostly unchanged (a
@@ -252,6 +269,16 @@ class _LibrarySync:
         self.eager = counts.inserted + counts.updated > counts.unchanged
         for item in counts.invalid:
             self.progress.item_skipped(self.result.name, item.external_id, item.reason)
+
+    def _refused(self, library_id: int, raw: RawItem, reason: str, seen_at: datetime) -> None:
+        """Skip and count an item the database refused; if the catalog holds it, it is still on
+        the server: stamp it seen, so it is not marked missing."""
+        item = InvalidItem(raw.external_id, f"refused by the database: {reason}")
+        if raw.external_id:
+            with self.engine.begin() as conn:
+                self.writer.touch(conn, library_id, [], [raw.external_id], seen_at)
+        self.result.skipped += 1
+        self.progress.item_skipped(self.result.name, item.external_id, item.reason)
 
     async def _reconcile(self, library_id: int, name: str, seen_at: datetime) -> None:
         try:

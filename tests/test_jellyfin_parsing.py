@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from catalog.sources import InvalidItem, MediaItem
+from catalog.items import InvalidItem, MediaItem
 from catalog.sources.jellyfin import parse_item, raw_item
 
 # Trimmed from a real Jellyfin 10.10 /Items answer: null fields are omitted, not null.

@@ -20,8 +20,8 @@ from catalog.cli import app
 from catalog.config import ServerConfig, SyncConfig, load_settings
 from catalog.db.models import Media
 from catalog.fakes.plex_server import FakeLibrary, FakePlexServer, Faults
+from catalog.items import InvalidItem, Library, MediaItem
 from catalog.progress import QuietProgress
-from catalog.sources import InvalidItem, Library, MediaItem
 from catalog.sources.connect import open_source
 from catalog.sources.plex import PlexSource, parse_item, raw_item
 from catalog.sync import SyncOptions, SyncReport, run_sync, select_libraries
@@ -91,16 +91,19 @@ async def _parsed(source: PlexSource, library: Library) -> dict[str, MediaItem]:
 
 
 def test_captured_sections_become_libraries_and_only_video_ones_sync_by_default():
-    async def libraries(source: PlexSource) -> list[Library]:
-        return await source.libraries()
+    async def libraries(source: PlexSource) -> tuple[list[Library], list[str], list[str]]:
+        found = await source.libraries()
+        by_default = select_libraries(found, (), source.syncs_by_default)
+        named = select_libraries(found, ("music",), source.syncs_by_default)
+        return found, [lib.name for lib in by_default], [lib.name for lib in named]
 
-    found = replay(libraries)
+    found, by_default, named = replay(libraries)
     assert found == [
         Library("1", "Movies", "movies"), Library("3", "Anime", "tvshows"),
         Library("9", "Music", "music"), Library("5", "Graduation", "movies"),
     ]  # fmt: skip
-    assert [lib.name for lib in select_libraries(found, ())] == ["Movies", "Anime", "Graduation"]
-    assert [lib.name for lib in select_libraries(found, ("music",))] == ["Music"]
+    assert by_default == ["Movies", "Anime", "Graduation"]
+    assert named == ["Music"]
 
 
 def test_captured_movies_are_parsed_field_by_field_across_pages():
@@ -198,7 +201,9 @@ def test_captures_sync_into_the_catalog(engine):
 
     async def sync(source: PlexSource) -> SyncReport:
         options = SyncOptions(libraries=("Movies", "Anime"), chunk_size=2)
-        return await run_sync(engine, source, server, options, QuietProgress(), SyncReport(server="plex"))
+        return await run_sync(
+            engine, source, server, options, QuietProgress(), SyncReport(server="plex")
+        )
 
     report = replay(sync, page_size=1)
     assert report.status == "ok"

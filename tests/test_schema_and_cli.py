@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -107,9 +109,11 @@ def test_the_head_revision_constant_is_alembics_head() -> None:
 def test_db_upgrade_to_an_unknown_revision_is_one_line_and_exit_2(cli, engine):
     out = cli("db", "upgrade", "nosuchrev")
     assert out.exit_code == 2
+    versions = Path(__file__).parents[1] / "catalog" / "migrations" / "versions"
+    known = ", ".join(sorted(path.name[:4] for path in versions.glob("0*.py")))
     assert out.stderr.strip().splitlines() == [
         "error: cannot upgrade to 'nosuchrev': Can't locate revision identified by 'nosuchrev' "
-        f"(known: 0001, 0002, {HEAD_REVISION}, head)"
+        f"(known: {known}, head)"
     ]
     assert current_revision(engine) == HEAD_REVISION
 

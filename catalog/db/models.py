@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from catalog.items import EXTERNAL_ID_CHARS, KIND_CHARS, NAME_CHARS, OFFICIAL_RATING_CHARS
+
 NAMING = {
     "ix": "ix_%(column_0_N_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -91,7 +93,7 @@ class Library(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     server_id: Mapped[int] = mapped_column(ForeignKey("server.id", ondelete="CASCADE"))
-    external_id: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_CHARS))
     name: Mapped[str] = mapped_column(Text)
     kind: Mapped[str | None] = mapped_column(String(40))
     last_full_sync_at: Mapped[datetime | None]
@@ -113,8 +115,8 @@ class Media(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     library_id: Mapped[int] = mapped_column(ForeignKey("library.id", ondelete="CASCADE"))
-    external_id: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_CHARS))
+    kind: Mapped[str] = mapped_column(String(KIND_CHARS))
     name: Mapped[str] = mapped_column(Text)
     sort_name: Mapped[str] = mapped_column(Text)
     overview: Mapped[str | None] = mapped_column(Text)
@@ -122,12 +124,12 @@ class Media(Base):
     premiere: Mapped[date | None] = mapped_column(Date)
     community_rating: Mapped[float | None] = mapped_column(Float)
     critic_rating: Mapped[float | None] = mapped_column(Float)
-    official_rating: Mapped[str | None] = mapped_column(String(40))
+    official_rating: Mapped[str | None] = mapped_column(String(OFFICIAL_RATING_CHARS))
     subtitles: Mapped[bool] = mapped_column(Boolean, default=False)
     runtime_s: Mapped[int | None] = mapped_column(Integer)
     # The series an episode belongs to, as the server names it: episodes may arrive before
     # their series, so an integer key would need a second pass.
-    parent_external_id: Mapped[str | None] = mapped_column(String(64))
+    parent_external_id: Mapped[str | None] = mapped_column(String(EXTERNAL_ID_CHARS))
     season: Mapped[int | None] = mapped_column(Integer)
     episode: Mapped[int | None] = mapped_column(Integer)
     provider_ids: Mapped[dict[str, Any] | None]
@@ -143,7 +145,7 @@ class Tag(Base):
     __tablename__ = "tag"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_CHARS), unique=True)
 
 
 class MediaTag(Base):
@@ -164,7 +166,7 @@ class TagAlias(Base):
     # Deleting a tag makes the ON DELETE CASCADE check look its aliases up by tag_id.
     __table_args__ = (Index("ix_tag_alias_tag_id", "tag_id"),)
 
-    raw_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    raw_name: Mapped[str] = mapped_column(String(NAME_CHARS), primary_key=True)
     tag_id: Mapped[int | None] = mapped_column(ForeignKey("tag.id", ondelete="CASCADE"))
 
 
@@ -172,7 +174,7 @@ class Genre(Base):
     __tablename__ = "genre"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_CHARS), unique=True)
 
 
 class MediaGenre(Base):
@@ -183,6 +185,8 @@ class MediaGenre(Base):
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True
     )
     genre_id: Mapped[int] = mapped_column(primary_key=True)
+    # The server's order: the first genre is the main one (migration 0004).
+    position: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class MediaTagline(Base):

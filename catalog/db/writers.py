@@ -19,7 +19,7 @@ import msgspec
 from sqlalchemy import ARRAY, Connection, String, any_, delete, literal, select, update
 
 from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline
-from catalog.sources import InvalidItem, MediaItem, RawItem
+from catalog.items import InvalidItem, MediaItem, RawItem
 from catalog.tags.aliases import ensure_names, resolve_tags
 
 MEDIA = Media.__table__
@@ -31,7 +31,7 @@ CONTENT_COLUMNS = (
 )  # fmt: skip
 
 TagRow = tuple[int, int]  # (media id, tag id)
-GenreRow = tuple[int, int]  # (media id, genre id)
+GenreRow = tuple[int, int, int]  # (media id, genre id, position)
 TaglineRow = tuple[int, int, str]  # (media id, position, text)
 
 
@@ -129,7 +129,9 @@ class ChunkWriter(ABC):
         tag_ids = resolve_tags(conn, {t for i in items for t in i.tags})
         genre_ids = ensure_names(conn, Genre.__table__, {g for i in items for g in i.genres})
         tag_rows = {(ids[i.external_id], tag_ids[t]) for i in items for t in i.tags if tag_ids[t]}
-        genre_rows = [(ids[i.external_id], genre_ids[g]) for i in items for g in i.genres]
+        genre_rows = [
+            (ids[i.external_id], genre_ids[g], pos) for i in items for pos, g in enumerate(i.genres)
+        ]
         tagline_rows = [
             (ids[i.external_id], pos, text) for i in items for pos, text in enumerate(i.taglines)
         ]
@@ -204,7 +206,7 @@ class SqliteChunkWriter(ChunkWriter):
             )
         if genres:
             conn.exec_driver_sql(
-                "INSERT INTO media_genre (media_id, genre_id) VALUES (?, ?)", genres
+                "INSERT INTO media_genre (media_id, genre_id, position) VALUES (?, ?, ?)", genres
             )
         if taglines:
             conn.exec_driver_sql(
@@ -268,7 +270,7 @@ class PostgresChunkWriter(ChunkWriter):
             rows = ((m, t, SERVER_ORIGIN) for m, t in tags)
             _copy(conn, "media_tag", ("media_id", "tag_id", "origin"), rows)
         if genres:
-            _copy(conn, "media_genre", ("media_id", "genre_id"), genres)
+            _copy(conn, "media_genre", ("media_id", "genre_id", "position"), genres)
         if taglines:
             rows = ((m, SERVER_ORIGIN, p, t) for m, p, t in taglines)
             _copy(conn, "media_tagline", ("media_id", "origin", "position", "text"), rows)

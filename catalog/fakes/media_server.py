@@ -37,7 +37,14 @@ __all__ = ["FakeLibrary", "FakeMediaServer", "Faults", "ItemShape", "RecordedReq
 
 UNKNOWN_DATE = "0001-01-01T00:00:00.0000000Z"
 TICKS_PER_SECOND = 10_000_000
-LIBRARY_TYPES = {"movies": frozenset({"Movie"}), "tvshows": frozenset({"Series", "Episode"})}
+LIBRARY_TYPES = {
+    "movies": frozenset({"Movie"}),
+    "tvshows": frozenset({"Series", "Episode"}),
+    # -- real-server shapes: libraries of home videos and music videos hold Video / MusicVideo
+    "homevideos": frozenset({"Video"}),
+    "musicvideos": frozenset({"MusicVideo"}),
+}
+SINGLE_TYPE = {"movies": "Movie", "homevideos": "Video", "musicvideos": "MusicVideo"}
 EPISODES_PER_SERIES = 10  # in a "tvshows" library, index % 11 == 0 is a Series
 EPISODES_PER_SEASON = 5
 EMBY_ID_SPAN = 10**8  # Emby ids are numbers: (library ordinal + 1) * span + index
@@ -130,6 +137,11 @@ class Faults:
     redirect_to: str = ""  # answer 302 to this base URL, same path and query
     http_faults_from: int = 1  # the HTTP faults apply from this /Items request on
     # -- end of HTTP faults
+    # -- bad items: text no JSON encoder writes. Item index -> "surrogate" (a lone "\ud800"
+    # escape in its Name) or "utf8" (raw invalid UTF-8 bytes in its Name). Values a JSON
+    # encoder can write (NUL, huge numbers, odd dates) are set with FakeMediaServer.edit.
+    undecodable: dict[int, str] = field(default_factory=dict)
+    # -- end of bad items
 
 
 @dataclass
@@ -153,6 +165,9 @@ class ItemShape:
     genres: int | None = None
     taglines: int | None = None
     overview_chars: int = 300
+    # -- real-server shapes: send empty lists and the missing ProviderIds as explicit nulls,
+    # as some proxies and older servers do, instead of omitting or emptying them
+    explicit_nulls: bool = False
 
 
 @dataclass(frozen=True)
@@ -243,6 +258,11 @@ class FakeMediaServer(LoopbackServer):
         self._series_name = functools.lru_cache(maxsize=1024)(self._series_title)
         self.faults = faults or Faults()
         self.requests: list[RecordedRequest] = []
+        # -- real-server shapes: a user token (not an admin's API key) may not list the virtual
+        # folders; Jellyfin 10.8 and Emby have no /UserViews, Emby no /Users/Me either.
+        self.user_token: str | None = None
+        self.legacy_views = False
+        # -- end of real-server shapes
         super().__init__(host, port)
 
     @staticmethod
@@ -252,7 +272,8 @@ class FakeMediaServer(LoopbackServer):
             if given.name in states:
                 raise ValueError(f"two libraries named {given.name!r}")
             if given.kind not in LIBRARY_TYPES:
-                raise ValueError(f"library kind must be 'movies' or 'tvshows', not {given.kind!r}")
+                kinds = ", ".join(map(repr, LIBRARY_TYPES))
+                raise ValueError(f"library kind must be one of {kinds}, not {given.kind!r}")
             lib = replace(given)  # our own copy: add() grows its size
             states[lib.name] = _LibState(lib, ordinal, lib.size)
         return states
@@ -361,6 +382,8 @@ class FakeMediaServer(LoopbackServer):
         """The item's JSON as served; untouched items come from a cache of encoded bytes."""
         every = self._faults.malformed_every
         malformed = every > 0 and index % every == every - 1
+        if index in self._faults.undecodable:
+            return _undecodable(_encode(self._compose(st, index)), self._faults.undecodable[index])
         if malformed or index >= st.base_size or index in st.edits:
             return _encode(self._compose(st, index))
         return self._base_json(st.lib.name, index)
@@ -412,7 +435,7 @@ class FakeMediaServer(LoopbackServer):
         ]
         self._text_parts(parts, r)
         _rating_parts(parts, r)
-        _media_parts(parts, r, type_)
+        _media_parts(parts, r, type_, self.kind, self.shape.explicit_nulls)
         if type_ == "Episode":
             self._episode_parts(parts, st, index)
         return "{" + ",".join(parts) + "}"
@@ -422,10 +445,17 @@ class FakeMediaServer(LoopbackServer):
         omit_overview = self._random_shape and r() < 0.05
         if shape.overview_chars > 0 and not omit_overview:
             parts.append(f'"Overview":{_q(_overview(r, shape.overview_chars))}')
-        parts.append(f'"Genres":{_q_list(_pick(r, GENRES, _count(r, shape.genres, 3)))}')
-        parts.append(f'"Tags":{_q_list(_pick(r, TAGS, _count(r, shape.tags, 8)))}')
+        genres = _pick(r, GENRES, _count(r, shape.genres, 3))
+        tags = _pick(r, TAGS, _count(r, shape.tags, 8))
         taglines = _pick(r, TAGLINES, _count(r, shape.taglines, 1))
-        parts.append(f'"Taglines":{_q_list(taglines)}')
+        nulls = shape.explicit_nulls
+        parts.append(f'"Genres":{_q_list(genres, nulls)}')
+        if self.kind == "emby":  # Emby: tags only as records, genres also as records
+            parts.append(f'"GenreItems":{_named_list(genres, GENRES)}')
+            parts.append(f'"TagItems":{_named_list(tags, TAGS)}')
+        else:
+            parts.append(f'"Tags":{_q_list(tags, nulls)}')
+        parts.append(f'"Taglines":{_q_list(taglines, nulls)}')
 
     def _episode_parts(self, parts: list[str], st: _LibState, index: int) -> None:
         series = index - index % (EPISODES_PER_SERIES + 1)
@@ -505,11 +535,10 @@ class FakeMediaServer(LoopbackServer):
         if not self._authorized(request.headers):
             return Reply(401)  # Jellyfin answers 401 with an empty body
         query = {k.lower(): v for k, v in request.query.items()}
-        routes = {
-            "/library/virtualfolders": self._virtual_folders,
-            "/userviews": self._user_views,
-            "/users/me": self._me,
-        }
+        views = self._views_route(request.headers, path)
+        if views is not None:
+            return views
+        routes = {"/library/virtualfolders": self._virtual_folders}
         if path in routes:
             return _json_response(routes[path]())
         if path == "/items":
@@ -519,14 +548,38 @@ class FakeMediaServer(LoopbackServer):
         return _error(404, "Not Found")
 
     def _authorized(self, headers: dict[str, str]) -> bool:
+        given = self._token(headers)
+        return given is not None and given in (self.token, self.user_token)
+
+    def _token(self, headers: dict[str, str]) -> str | None:
         # Query-string tokens (api_key, ApiKey) are ignored on purpose: Jellyfin 12 refuses them.
         if self.kind == "emby":
-            return headers.get("x-emby-token") == self.token
+            return headers.get("x-emby-token")
         scheme, _, params = headers.get("authorization", "").strip().partition(" ")
         if scheme.lower() != "mediabrowser":
-            return False
-        values = {k.lower(): v for k, v in _AUTH_PARAM.findall(params)}
-        return values.get("token") == self.token
+            return None
+        return {k.lower(): v for k, v in _AUTH_PARAM.findall(params)}.get("token")
+
+    # -- real-server shapes: where a user token finds its libraries
+
+    def _views_route(self, headers: dict[str, str], path: str) -> Reply | None:
+        """The answer to a views request (or a user token's VirtualFolders), else None."""
+        user = self._token(headers) == self.user_token
+        if path == "/library/virtualfolders" and user:
+            return _error(403, "Forbidden")
+        user_id = self._me()["Id"]
+        jellyfin = self.kind == "jellyfin"
+        if path == "/userviews" and jellyfin and not self.legacy_views:
+            return _json_response(self._user_views())
+        if path == "/users/me" and jellyfin:
+            return _json_response(self._me())
+        if path == "/sessions" and not jellyfin:
+            return _json_response([{"Id": "s1", "UserId": user_id, "Client": "catalog"}])
+        if path == f"/users/{user_id}/views":
+            return _json_response(self._user_views())
+        return None
+
+    # -- end of real-server shapes
 
     def _public_info(self) -> dict[str, Any]:
         product = "Emby Server" if self.kind == "emby" else "Jellyfin Server"
@@ -710,7 +763,7 @@ def _wanted_types(st: _LibState, text: str | None) -> frozenset[str] | None:
     held = LIBRARY_TYPES[st.lib.kind]
     if not text:
         return None
-    canonical = {t.lower(): t for t in ("Movie", "Series", "Episode")}
+    canonical = {t.lower(): t for types in LIBRARY_TYPES.values() for t in types}
     asked = {canonical.get(part.strip().lower(), part.strip()) for part in text.split(",")}
     wanted = held & asked
     return None if wanted == held else frozenset(wanted)
@@ -778,8 +831,8 @@ def _saved_us(st: _LibState, index: int) -> int:
 
 
 def _nominal_type(kind: str, index: int) -> str:
-    if kind == "movies":
-        return "Movie"
+    if kind in SINGLE_TYPE:
+        return SINGLE_TYPE[kind]
     return "Series" if index % (EPISODES_PER_SERIES + 1) == 0 else "Episode"
 
 
@@ -872,8 +925,20 @@ def _pick(r: Draw, pool: list[str], count: int) -> list[str]:
     return shuffled[:count] + [f"{pool[i % size]} {i // size}" for i in range(size, count)]
 
 
-def _q_list(values: list[str]) -> str:
+def _q_list(values: list[str], nulls: bool = False) -> str:
+    if nulls and not values:
+        return "null"
     return "[" + ",".join(map(_q, values)) + "]"
+
+
+def _named_list(values: list[str], pool: list[str]) -> str:
+    """Emby's [{"Name", "Id"}] records; the Id is a number, as Emby sends it."""
+    ids = [pool.index(v) + 1 if v in pool else 1000 + n for n, v in enumerate(values)]
+    return (
+        "["
+        + ",".join(f'{{"Name":{_q(v)},"Id":{i}}}' for v, i in zip(values, ids, strict=True))
+        + "]"
+    )
 
 
 def _rating_parts(parts: list[str], r: Draw) -> None:
@@ -887,20 +952,21 @@ def _rating_parts(parts: list[str], r: Draw) -> None:
         parts.append(f'"OfficialRating":"{_one(r, OFFICIAL_RATINGS)}"')
 
 
-def _media_parts(parts: list[str], r: Draw, type_: str) -> None:
+def _media_parts(parts: list[str], r: Draw, type_: str, kind: str, nulls: bool) -> None:
     year, month, day = _between(r, 1925, 2024), _between(r, 1, 12), _between(r, 1, 28)
     if r() < 0.03:
         parts.append(f'"PremiereDate":"{UNKNOWN_DATE}"')
     else:
         parts.append(f'"PremiereDate":"{year}-{month:02d}-{day:02d}T00:00:00.0000000Z"')
         parts.append(f'"ProductionYear":{year}')
-    if r() < 0.4:
+    if r() < 0.4 and kind != "emby":  # Emby has no HasSubtitles
         parts.append('"HasSubtitles":true')  # Jellyfin omits it rather than sending false
     minutes = _between(r, 80, 180) if type_ == "Movie" else _between(r, 20, 60)
     if type_ != "Series" or r() < 0.5:
         parts.append(f'"RunTimeTicks":{minutes * 60 * TICKS_PER_SECOND}')
     parts.append('"IsFolder":true' if type_ == "Series" else '"IsFolder":false')
-    parts.append(f'"ProviderIds":{_provider_ids(r, type_)}')
+    provider_ids = _provider_ids(r, type_)
+    parts.append(f'"ProviderIds":{"null" if nulls and type_ == "Video" else provider_ids}')
     tag = f"{int(r() * 2**48):012x}{int(r() * 2**48):012x}{int(r() * 2**32):08x}"
     parts.append(f'"ImageTags":{{"Primary":"{tag}"}}')
     parts.append('"LocationType":"FileSystem"')
@@ -915,6 +981,18 @@ def _provider_ids(r: Draw, type_: str) -> str:
     if type_ != "Movie":
         ids.append(f'"Tvdb":"{tvdb}"')
     return "{" + ",".join(ids) + "}"
+
+
+# -- bad items ---------------------------------------------------------------------------------
+
+
+def _undecodable(body: bytes, how: str) -> bytes:
+    """The item's JSON with text no decoder accepts slipped into its Name."""
+    spoiled = b"\\ud800" if how == "surrogate" else b"\xff\xfe"
+    return body.replace(b'"Name":"', b'"Name":"' + spoiled, 1)
+
+
+# -- end of bad items
 
 
 def _malform(item: dict[str, Any], reason: int) -> None:

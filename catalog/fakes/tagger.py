@@ -54,6 +54,7 @@ class TaggerFaults:
     redirect_to: str = ""  # answer 307 to this base URL, same path
     http_faults_after: int = 0  # the HTTP faults apply once this many items were answered
     # -- end of HTTP faults
+    nul_ids: frozenset[str] = frozenset()  # items answered with a NUL inside a tag and a tagline
 
 
 @dataclass
@@ -166,6 +167,8 @@ class FakeTagger(LoopbackServer):
         with self._lock:
             self.log.answered[media_id] += 1
         answer = {"tags": self.tags_for(media_id), "taglines": [self.tagline_for(media_id)]}
+        if media_id in self.faults.nul_ids:
+            answer = {"tags": ["nul\x00tag", *answer["tags"]], "taglines": ["a\x00b"]}
         return _answer(path, json.dumps(answer), self.faults.oversized_bytes)
 
     def _media(self, path: str, body: bytes) -> dict[str, Any]:

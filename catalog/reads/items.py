@@ -67,6 +67,7 @@ SORT_COLUMNS = {
 PRESENT, MISSING, ANY = "present", "missing", "any"
 TAGGING = "tagging"
 _decode_names = msgspec.json.Decoder(list[str]).decode
+_decode_pairs = msgspec.json.Decoder(list[tuple[int, str]]).decode
 MAX_PAGE = 5_000  # a page is held, and rendered, whole
 
 PAGE_COLUMNS = (
@@ -314,7 +315,7 @@ def load_items(conn: Connection, rows: Sequence[Row]) -> list[dict[str, Any]]:
         return []
     ids = [row.id for row in rows]
     tags = _names_by_item(conn, MEDIA_TAG, TAG, "tag_id", ids)
-    genres = _names_by_item(conn, MEDIA_GENRE, GENRE, "genre_id", ids)
+    genres = _genres_by_item(conn, ids)
     taglines = _tagline_texts(conn, ids)
     items = []
     # Unpacked by position: attribute access on 100,000 rows costs more than the query.
@@ -370,6 +371,26 @@ def _names_by_item(
     # Deduplicated here: DISTINCT inside the aggregate would cost the database a sort per item.
     rows = conn.execute(query).all()
     return {media_id: sorted(set(_decode_names(listed))) for media_id, listed in rows}
+
+
+def _genres_by_item(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
+    """media id → its genres in the server's order (the first is the main genre)."""
+    joined = MEDIA_GENRE.join(GENRE, GENRE.c.id == MEDIA_GENRE.c.genre_id)
+    if conn.dialect.name == "postgresql":
+        listed = cast(func.json_agg(aggregate_order_by(GENRE.c.name, MEDIA_GENRE.c.position)), Text)
+        query = select(MEDIA_GENRE.c.media_id, listed).select_from(joined)
+        query = query.where(among(conn, MEDIA_GENRE.c.media_id, ids)).group_by(
+            MEDIA_GENRE.c.media_id
+        )
+        return {media_id: _decode_names(names) for media_id, names in conn.execute(query).all()}
+    # SQLite before 3.44 cannot order inside an aggregate: carry the position along.
+    pairs = func.json_group_array(func.json_array(MEDIA_GENRE.c.position, GENRE.c.name))
+    query = select(MEDIA_GENRE.c.media_id, pairs).select_from(joined)
+    query = query.where(among(conn, MEDIA_GENRE.c.media_id, ids)).group_by(MEDIA_GENRE.c.media_id)
+    return {
+        media_id: [name for _, name in sorted(_decode_pairs(listed))]
+        for media_id, listed in conn.execute(query).all()
+    }
 
 
 def _tagline_texts(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
@@ -501,7 +522,7 @@ def _full_item(conn: Connection, row: Row) -> dict[str, Any]:
     item.update(
         tags=sorted({name for names in by_origin.values() for name in names}),
         tags_by_origin=dict(sorted(by_origin.items())),
-        genres=_names_by_item(conn, MEDIA_GENRE, GENRE, "genre_id", [row.id]).get(row.id, []),
+        genres=_genres_by_item(conn, [row.id]).get(row.id, []),
         taglines=[text for _, text in taglines],
         taglines_by_origin=[{"origin": origin, "text": text} for origin, text in taglines],
         runs=[

@@ -1,9 +1,13 @@
 """Jellyfin and Emby: libraries and their items, streamed page by page and parsed.
 
-Real-server behaviour handled here (see DESIGN.md): null fields are omitted; dates carry 1 to 7
-fractional digits and 0001-01-01 means unknown; ratings come only when set and may be whole
-numbers; counting is expensive, so the total is asked for once; sort ties are unstable across
-pages, so an item repeated at a page boundary is dropped here and a full sync reconciles.
+Real-server behaviour handled here (see DESIGN.md): null fields are omitted (but some chains send
+explicit nulls); dates carry 1 to 7 fractional digits and 0001-01-01 means unknown; ratings come
+only when set and may be whole numbers; Emby sends tags only as TagItems and has no
+HasSubtitles; counting is expensive, so the total is asked for once; sort ties are unstable
+across pages, so an item repeated at a page boundary is dropped here and a full sync reconciles.
+A page whose JSON has undecodable text (a lone surrogate escape, invalid UTF-8) is read again
+with that text replaced, so one bad item never costs the others. Values meet the schema's
+rules in `catalog.items.ItemCheck`, not here.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import platform
+import re
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -20,12 +25,26 @@ import msgspec
 from catalog import __version__
 from catalog.errors import SourceAuthError, SourceResponseError
 from catalog.http import HttpClient
-from catalog.sources import InvalidItem, Library, MediaItem, Page, RawItem
+from catalog.items import (
+    OFFICIAL_RATING_CHARS,
+    YEARS,
+    InvalidItem,
+    ItemCheck,
+    Library,
+    MediaItem,
+    Page,
+    RawItem,
+    Unsafe,
+)
+from catalog.sources.listing import content_hash, drop_repeats, rating
 
 log = logging.getLogger(__name__)
 
-ITEM_TYPES = ("Movie", "Series", "Episode")
-FIELDS = "Overview,Genres,Tags,Taglines,ProviderIds,DateCreated,SortName,OfficialRating"
+ITEM_TYPES = ("Movie", "Series", "Episode", "Video", "MusicVideo")
+# What each kind of library holds; a library of another kind (mixed, or none given) may hold any.
+TYPES_BY_LIBRARY = {"movies": ("Movie",), "tvshows": ("Series", "Episode")}
+# OfficialRating is not a Fields value (10.8-10.11 ignore it): servers send it unasked.
+FIELDS = "Overview,Genres,Tags,Taglines,ProviderIds,DateCreated,SortName"
 # Put new items last, so items added during a sync land on later pages rather than shifting
 # earlier ones; ties (same second) are what makes the order unstable.
 SORT_BY = "DateCreated,SortName"
@@ -34,7 +53,14 @@ UNKNOWN_DATE_PREFIX = "0001-01-01"
 NON_VIDEO_KINDS = frozenset({"music", "books", "photos", "playlists", "boxsets", "livetv"})
 
 
+class _Named(msgspec.Struct, rename="pascal"):
+    """Emby's TagItems / GenreItems entries: {"Name", "Id"}."""
+
+    name: str | None = None
+
+
 class _RawItem(msgspec.Struct, rename="pascal"):
+    # Every field may also come as an explicit null.
     id: str | None = None
     name: str | None = None
     type: str | None = None
@@ -45,16 +71,18 @@ class _RawItem(msgspec.Struct, rename="pascal"):
     community_rating: float | None = None
     critic_rating: float | None = None
     official_rating: str | None = None
-    has_subtitles: bool = False
+    has_subtitles: bool | None = None
     run_time_ticks: int | None = None
     series_id: str | None = None
     parent_index_number: int | None = None
     index_number: int | None = None
-    provider_ids: dict[str, str | None] = {}
+    provider_ids: dict[str, str | int | float | bool | None] | None = None
     date_created: str | None = None
-    genres: list[str] = []
-    tags: list[str] = []
-    taglines: list[str] = []
+    genres: list[str | None] | None = None
+    genre_items: list[_Named] | None = None
+    tags: list[str | None] | None = None
+    tag_items: list[_Named] | None = None
+    taglines: list[str | None] | None = None
 
 
 class _Envelope(msgspec.Struct, rename="pascal"):
@@ -86,8 +114,8 @@ class _Me(msgspec.Struct, rename="pascal"):
     id: str
 
 
-class InvalidItemError(ValueError):
-    """Raised by the parser with the reason an item is unusable."""
+class _Session(msgspec.Struct, rename="pascal"):
+    user_id: str | None = None
 
 
 def auth_headers(kind: str, token: str) -> dict[str, str]:
@@ -136,11 +164,36 @@ class JellyfinSource:
         folders = self._decode(body, list[_VirtualFolder], "/Library/VirtualFolders")
         return [Library(f.item_id, f.name, f.collection_type) for f in folders]
 
+    def syncs_by_default(self, library: Library) -> bool:
+        return library.kind not in NON_VIDEO_KINDS
+
     async def _user_views(self) -> list[Library]:
-        me = self._decode(await self._get("/Users/Me"), _Me, "/Users/Me")
-        body = await self._get("/UserViews", {"userId": me.id})
-        views = self._decode(body, _Views, "/UserViews")
+        """/UserViews (Jellyfin 10.9+), else /Users/{id}/Views (Jellyfin 10.8, Emby)."""
+        user_id = await self._user_id()
+        path = f"/Users/{user_id}/Views"
+        try:
+            if self.kind == "emby":
+                body = await self._get(path)
+            else:
+                body, path = await self._get("/UserViews", {"userId": user_id}), "/UserViews"
+        except SourceResponseError:  # 404 where the endpoint does not exist
+            body = await self._get(path)
+        views = self._decode(body, _Views, path)
         return [Library(v.id, v.name, v.collection_type) for v in views.items]
+
+    async def _user_id(self) -> str:
+        """The token's user: /Users/Me (Jellyfin 10.7+); Emby has no such endpoint, but lists
+        a user token's own sessions, each naming its user."""
+        if self.kind != "emby":
+            try:
+                return self._decode(await self._get("/Users/Me"), _Me, "/Users/Me").id
+            except SourceResponseError:
+                pass  # a server without it
+        sessions = self._decode(await self._get("/Sessions"), list[_Session], "/Sessions")
+        for session in sessions:
+            if session.user_id:
+                return session.user_id
+        raise SourceResponseError(f"{self.who} did not say which user the token belongs to")
 
     async def pages(self, library: Library, since: datetime | None = None) -> AsyncIterator[Page]:
         """The library's items, one parsed page at a time, until a page comes back short."""
@@ -148,18 +201,37 @@ class JellyfinSource:
         while True:
             params = self._items_params(library, start, since, count=first)
             body = await self._get("/Items", params)
-            envelope = self._decode(body, _Envelope, "/Items")
-            items = [raw_item(raw) for raw in envelope.items]
+            envelope, repaired = self._decode_page(body, library, start)
+            items = [raw_item(raw, repaired) for raw in envelope.items]
             page_ids = frozenset(i.external_id for i in items if i.external_id)
             total = envelope.total_record_count if first else None
-            yield Page(_drop_repeats(items, previous_ids), total)
+            yield Page(drop_repeats(items, previous_ids), total)
             if len(envelope.items) < self.page_size:
                 return
             start += len(envelope.items)
             previous_ids, first = page_ids, False
 
+    def _decode_page(self, body: bytes, library: Library, start: int) -> tuple[_Envelope, bool]:
+        """The envelope, strictly; failing that, read again with undecodable text replaced
+        (only a failing page pays for that). (envelope, whether it was repaired)."""
+        try:
+            return _ENVELOPE.decode(body), False
+        except msgspec.DecodeError:
+            repaired = repair_text(body)
+            if repaired == body:
+                raise  # not a text problem: the page is malformed
+        log.warning(
+            "library %r: the page at StartIndex %d has undecodable text; read with it replaced",
+            library.name, start,
+        )  # fmt: skip
+        try:
+            return _ENVELOPE.decode(repaired), True
+        except msgspec.DecodeError as exc:
+            message = f"{self.who} sent an unexpected answer to /Items: {exc}"
+            raise SourceResponseError(message) from exc
+
     def parse(self, item: RawItem) -> MediaItem | InvalidItem:
-        return parse_item(item.raw)
+        return parse_item(item.raw, item.digest, item.repaired)
 
     def _items_params(
         self, library: Library, start: int, since: datetime | None, *, count: bool
@@ -167,7 +239,7 @@ class JellyfinSource:
         params = {
             "ParentId": library.external_id,
             "Recursive": "true",
-            "IncludeItemTypes": ",".join(ITEM_TYPES),
+            "IncludeItemTypes": ",".join(TYPES_BY_LIBRARY.get(library.kind or "", ITEM_TYPES)),
             "Fields": FIELDS,
             "SortBy": SORT_BY,
             "SortOrder": "Ascending",
@@ -182,42 +254,72 @@ class JellyfinSource:
         return params
 
 
-def raw_item(raw: msgspec.Raw | bytes) -> RawItem:
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_ITEM = msgspec.json.Decoder(_RawItem)
+_KEY = msgspec.json.Decoder(_Key)
+# A JSON string escape: an escaped backslash (kept), a surrogate pair (kept), or a lone
+# surrogate (msgspec refuses it; replaced). Scanning left to right keeps `\\ud800` intact.
+_ESCAPE = re.compile(
+    rb"(\\\\)"  # an escaped backslash
+    rb"|(\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"  # a surrogate pair
+    rb"|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})"  # a lone surrogate
+)
+
+
+def repair_text(body: bytes) -> bytes:
+    """`body` with invalid UTF-8 and lone surrogate escapes replaced by U+FFFD."""
+    text = body.decode("utf-8", "replace").encode()
+    return _ESCAPE.sub(lambda m: m.group(0) if m.group(3) is None else rb"\ufffd", text)
+
+
+def raw_item(raw: msgspec.Raw | bytes, repaired: bool = False) -> RawItem:
     """Id and digest of one item, without parsing the rest of it."""
     body = bytes(raw)
     try:
-        item_id = msgspec.json.decode(body, type=_Key).id
+        item_id = _KEY.decode(body).id
     except (msgspec.ValidationError, msgspec.DecodeError):
-        item_id = None  # not an object: parsing it will say why
-    external_id = item_id if isinstance(item_id, str) and item_id else None
-    return RawItem(external_id, content_hash(body), body)
+        item_id = _lenient_id(repair_text(body))  # not an object, or undecodable text
+    # An id with a NUL is never a key (PostgreSQL would refuse the lookup); parsing skips it.
+    usable = isinstance(item_id, str) and item_id and "\x00" not in item_id
+    return RawItem(item_id if usable else None, content_hash(body), body, repaired)
 
 
-def _drop_repeats(items: list[RawItem], previous_ids: frozenset[str]) -> list[RawItem]:
-    """Drop items already yielded on the previous page or earlier on this one."""
-    seen = set(previous_ids)
-    kept = []
-    for item in items:
-        if item.external_id:
-            if item.external_id in seen:
-                continue
-            seen.add(item.external_id)
-        kept.append(item)
-    return kept
-
-
-def parse_item(raw: msgspec.Raw | bytes) -> MediaItem | InvalidItem:
-    """Validate one item of an /Items page; never raises."""
+def parse_item(
+    raw: msgspec.Raw | bytes, digest: str | None = None, repaired: bool = False
+) -> MediaItem | InvalidItem:
+    """Validate one item of an /Items page; never raises. An item with undecodable text is
+    read with that text replaced by U+FFFD (`repaired`: its page already was)."""
+    body = bytes(raw)
     try:
-        item = msgspec.json.decode(raw, type=_RawItem)
+        item = _ITEM.decode(body)
     except msgspec.ValidationError as exc:
-        return InvalidItem(_lenient_id(raw), f"invalid field: {exc}")
+        return InvalidItem(_lenient_id(body), f"invalid field: {exc}")
     except msgspec.DecodeError as exc:
-        return InvalidItem(None, f"not JSON: {exc}")
+        try:
+            item, repaired = _ITEM.decode(repair_text(body)), True
+        except msgspec.MsgspecError:
+            return InvalidItem(_lenient_id(repair_text(body)), f"not JSON: {exc}")
+    if repaired:
+        _warn_replaced(item)
+    # JSON can carry a NUL only as an escape, and msgspec lets no lone surrogate through: an
+    # item without the escape needs only its lengths checked.
+    plain = b"\\u0000" not in body
     try:
-        return _to_media_item(item, content_hash(bytes(raw)))
-    except InvalidItemError as exc:
+        return _to_media_item(item, digest or content_hash(body), plain)
+    except Unsafe as exc:
         return InvalidItem(item.id or None, str(exc))
+
+
+def _warn_replaced(item: _RawItem) -> None:
+    check = ItemCheck(item.id, item.name)
+    for name in item.__struct_fields__:
+        value = getattr(item, name)
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(t, str) and "\ufffd" in t for t in texts):
+            check.fixed(_PASCAL[name], "had undecodable text: replaced with U+FFFD")
+
+
+_PASCAL = dict(zip(_RawItem.__struct_fields__, _RawItem.__struct_encode_fields__, strict=True))
 
 
 def _lenient_id(raw: msgspec.Raw | bytes) -> str | None:
@@ -229,72 +331,55 @@ def _lenient_id(raw: msgspec.Raw | bytes) -> str | None:
     return item_id if isinstance(item_id, str) and item_id else None
 
 
-def _to_media_item(raw: _RawItem, digest: str) -> MediaItem:
-    if not raw.id:
-        raise InvalidItemError("no Id")
-    if not raw.name or not raw.name.strip():
-        raise InvalidItemError("no Name")
+def _to_media_item(raw: _RawItem, digest: str, plain: bool = False) -> MediaItem:
+    check = ItemCheck(raw.id, raw.name, plain)
+    external_id = check.external_id("Id", raw.id, required=True)
+    if not external_id:
+        raise Unsafe("no Id")
+    name = check.text("Name", raw.name)
+    if not name or not name.strip():
+        raise Unsafe("no Name")
     if raw.type not in ITEM_TYPES:
-        raise InvalidItemError(f"unknown Type {raw.type!r}")
+        raise Unsafe(f"unknown Type {raw.type!r}")
     values = (
-        raw.id,
+        external_id,
         raw.type.lower(),
-        raw.name.strip(),
-        (raw.sort_name or raw.name).strip(),
-        raw.overview or None,
-        raw.production_year,
-        _date(raw.premiere_date, "PremiereDate"),
-        _rating(raw.community_rating, 10, "CommunityRating"),
-        _rating(raw.critic_rating, 100, "CriticRating"),
-        raw.official_rating or None,
-        raw.has_subtitles,
-        raw.run_time_ticks // TICKS_PER_SECOND if raw.run_time_ticks else None,
-        raw.series_id if raw.type == "Episode" else None,
-        raw.parent_index_number,
-        raw.index_number,
-        {k: v for k, v in sorted(raw.provider_ids.items()) if v},
-        _datetime(raw.date_created, "DateCreated"),
-        _unique(raw.tags),
-        _unique(raw.genres),
-        _unique(raw.taglines),
+        name.strip(),
+        (check.text("SortName", raw.sort_name) or name).strip(),
+        check.text("Overview", raw.overview),
+        check.number("ProductionYear", raw.production_year, YEARS),
+        check.day("PremiereDate", _datetime(raw.premiere_date, "PremiereDate")),
+        rating(raw.community_rating, 10, "CommunityRating"),
+        rating(raw.critic_rating, 100, "CriticRating"),
+        check.text("OfficialRating", raw.official_rating, OFFICIAL_RATING_CHARS),
+        bool(raw.has_subtitles),
+        check.number("RunTimeTicks", raw.run_time_ticks // TICKS_PER_SECOND)
+        if raw.run_time_ticks
+        else None,
+        check.external_id("SeriesId", raw.series_id) if raw.type == "Episode" else None,
+        check.number("ParentIndexNumber", raw.parent_index_number),
+        check.number("IndexNumber", raw.index_number),
+        check.provider_ids(raw.provider_ids),
+        check.moment("DateCreated", _datetime(raw.date_created, "DateCreated")),
+        check.names("Tags", _names_of(raw.tags, raw.tag_items)),
+        check.names("Genres", _names_of(raw.genres, raw.genre_items)),
+        check.names("Taglines", raw.taglines, None),
     )  # in MediaItem's field order
     return MediaItem(*values, content_hash=digest)
 
 
-def content_hash(body: bytes) -> str:
-    """A digest of the item as served. Comparing it with the stored one lets a sync skip an
-    unchanged item before parsing it; the price is that a change in a field we do not store
-    (artwork tags, say) also rewrites the item, once."""
-    return hashlib.blake2b(body, digest_size=16).hexdigest()
-
-
-def _unique(values: list[str]) -> tuple[str, ...]:
-    """Stripped, without blanks or repeats, in the server's order."""
-    if not values:
-        return ()
-    unique = dict.fromkeys(map(str.strip, values))
-    unique.pop("", None)
-    return tuple(unique)
-
-
-def _rating(value: float | None, top: int, name: str) -> float | None:
-    if value is None:
-        return None
-    if not 0 <= value <= top:
-        raise InvalidItemError(f"{name} {value:g} is outside 0-{top}")
-    return float(value)
+def _names_of(plain: list[str | None] | None, named: list[_Named] | None) -> list[Any]:
+    """Jellyfin's plain list, else Emby's {"Name", "Id"} records."""
+    if plain:
+        return plain
+    return [n.name for n in named] if named else []
 
 
 def _datetime(text: str | None, name: str) -> datetime | None:
+    """The date as written, its offset kept (the schema's check converts and bounds it)."""
     if not text or text.startswith(UNKNOWN_DATE_PREFIX):
         return None
     try:
-        value = datetime.fromisoformat(text)
+        return datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidItemError(f"{name} {text!r} is not a date") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _date(text: str | None, name: str) -> date | None:
-    value = _datetime(text, name)
-    return value.date() if value else None
+        raise Unsafe(f"{name} {text!r} is not a date") from None

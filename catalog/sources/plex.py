@@ -21,14 +21,18 @@ import msgspec
 from catalog import __version__
 from catalog.errors import SourceResponseError
 from catalog.http import HttpClient
-from catalog.sources import InvalidItem, Library, MediaItem, Page, RawItem
-from catalog.sources.jellyfin import (
-    InvalidItemError,
-    _drop_repeats,
-    _rating,
-    _unique,
-    content_hash,
+from catalog.items import (
+    OFFICIAL_RATING_CHARS,
+    YEARS,
+    InvalidItem,
+    ItemCheck,
+    Library,
+    MediaItem,
+    Page,
+    RawItem,
+    Unsafe,
 )
+from catalog.sources.listing import content_hash, drop_repeats, rating
 
 PRODUCT = "catalog"
 # Plex metadata types: the numbers /library/sections/{key}/all?type= takes.
@@ -153,6 +157,10 @@ class PlexSource:
             message = f"{self.who} sent an unexpected answer to {path}: {exc}"
             raise SourceResponseError(message) from exc
 
+    def syncs_by_default(self, library: Library) -> bool:
+        """Movie and show sections; music and photo sections only when named."""
+        return library.kind in TYPES_BY_KIND
+
     async def libraries(self) -> list[Library]:
         """Every library section, its type mapped to the catalog's library kinds."""
         path = "/library/sections"
@@ -189,7 +197,7 @@ class PlexSource:
             served = container.metadata or []
             items = [raw_item(raw) for raw in served]
             if served or not start:  # the first page carries the total, even when empty
-                yield _drop_repeats(items, previous_ids), container.total_size
+                yield drop_repeats(items, previous_ids), container.total_size
             start += len(served)
             total = container.total_size
             # A short page ends the listing, unless the total says a server cap cut it short.
@@ -237,7 +245,7 @@ def parse_item(raw: bytes, digest: str | None = None) -> MediaItem | InvalidItem
         digest = raw_item(raw).digest
     try:
         return _to_media_item(item, digest)
-    except InvalidItemError as exc:
+    except Unsafe as exc:
         return InvalidItem(_key(item.rating_key), str(exc))
 
 
@@ -256,43 +264,53 @@ def _lenient_key(raw: bytes) -> str | None:
 
 
 def _to_media_item(raw: _Item, digest: str) -> MediaItem:
-    external_id = _key(raw.rating_key)
+    check = ItemCheck(_key(raw.rating_key), raw.title)
+    external_id = check.external_id("ratingKey", _key(raw.rating_key), required=True)
     if not external_id:
-        raise InvalidItemError("no ratingKey")
-    if not raw.title or not raw.title.strip():
-        raise InvalidItemError("no title")
+        raise Unsafe("no ratingKey")
+    title = check.text("title", raw.title)
+    if not title or not title.strip():
+        raise Unsafe("no title")
     kind = KINDS.get(raw.type or "")
     if kind is None:
-        raise InvalidItemError(f"unknown type {raw.type!r}")
+        raise Unsafe(f"unknown type {raw.type!r}")
     episode = kind == "episode"
-    critic = _rating(raw.rating, 10, "rating")
+    critic = rating(raw.rating, 10, "rating")
     values = (
         external_id,
         kind,
-        raw.title.strip(),
-        (raw.title_sort or raw.title).strip(),
-        raw.summary or None,
-        raw.year,
+        title.strip(),
+        (check.text("titleSort", raw.title_sort) or title).strip(),
+        check.text("summary", raw.summary),
+        check.number("year", raw.year, YEARS),
         _date(raw.originally_available_at),
-        _rating(raw.audience_rating, 10, "audienceRating"),
+        rating(raw.audience_rating, 10, "audienceRating"),
         None if critic is None else round(critic * 10, 1),
-        raw.content_rating or None,
+        check.text("contentRating", raw.content_rating, OFFICIAL_RATING_CHARS),
         False,  # a section listing does not say whether there are subtitles
-        raw.duration // 1000 if raw.duration else None,
-        _key(raw.grandparent_rating_key) if episode else None,
-        raw.parent_index if episode else None,
-        raw.index if episode else None,
-        _provider_ids(raw.guids),
-        datetime.fromtimestamp(raw.added_at, UTC) if raw.added_at else None,
-        _tags(raw.labels),
-        _tags(raw.genres),
-        _unique([raw.tagline] if raw.tagline else []),
+        check.number("duration", raw.duration // 1000) if raw.duration else None,
+        check.external_id("grandparentRatingKey", _key(raw.grandparent_rating_key))
+        if episode
+        else None,
+        check.number("parentIndex", raw.parent_index) if episode else None,
+        check.number("index", raw.index) if episode else None,
+        check.provider_ids(_provider_ids(raw.guids)),
+        check.moment("addedAt", _epoch(check, raw.added_at)),
+        check.names("Label", [t.tag for t in raw.labels or () if t.tag]),
+        check.names("Genre", [t.tag for t in raw.genres or () if t.tag]),
+        check.names("tagline", [raw.tagline] if raw.tagline else [], None),
     )  # in MediaItem's field order
     return MediaItem(*values, content_hash=digest)
 
 
-def _tags(tags: list[_Tag] | None) -> tuple[str, ...]:
-    return _unique([t.tag for t in tags or () if t.tag])
+def _epoch(check: ItemCheck, seconds: int | None) -> datetime | None:
+    if not seconds:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        check.fixed("addedAt", f"{seconds} is outside years 1..9999: dropped")
+        return None
 
 
 def _provider_ids(guids: list[_Guid] | None) -> dict[str, str]:
@@ -311,4 +329,4 @@ def _date(text: str | None) -> date | None:
     try:
         return date.fromisoformat(text[:10])
     except ValueError:
-        raise InvalidItemError(f"originallyAvailableAt {text!r} is not a date") from None
+        raise Unsafe(f"originallyAvailableAt {text!r} is not a date") from None
