@@ -1040,7 +1040,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _server_from_args(args: argparse.Namespace) -> FakeMediaServer:
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The fake's keyword arguments from the command line (shared by the fake Plex server)."""
     libraries = None
     if args.items is not None:
         names = ["Movies"] + [f"Movies {n}" for n in range(2, args.libraries + 1)]
@@ -1054,15 +1055,15 @@ def _server_from_args(args: argparse.Namespace) -> FakeMediaServer:
         drop_every=args.drop_every, malformed_every=args.malformed_every,
         boundary_repeats=args.boundary_repeats,
     )  # fmt: skip
-    return FakeMediaServer(
-        libraries, kind=args.kind, token=args.token, seed=args.seed, faults=faults,
-        shape=shape, host=args.host, port=args.port, cache_items=args.cache_items,
-    )  # fmt: skip
+    return {
+        "libraries": libraries, "token": args.token, "seed": args.seed, "faults": faults,
+        "shape": shape, "host": args.host, "port": args.port, "cache_items": args.cache_items,
+    }  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, after printing `URL http://HOST:PORT`."""
-    server = _server_from_args(_parse_args(argv)).start()
+def serve_until_signalled(server: FakeMediaServer) -> None:
+    """Start `server`, print `URL http://HOST:PORT`, and serve until SIGTERM or SIGINT."""
+    server.start()
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
@@ -1071,6 +1072,12 @@ def main(argv: list[str] | None = None) -> None:
     while not stopping.wait(0.2):
         pass
     server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, after printing `URL http://HOST:PORT`."""
+    args = _parse_args(argv)
+    serve_until_signalled(FakeMediaServer(kind=args.kind, **server_options(args)))
 
 
 if __name__ == "__main__":

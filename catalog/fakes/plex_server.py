@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
-import threading
 from typing import Any
 
 from catalog.fakes.loopback import Reply
@@ -53,6 +51,8 @@ from catalog.fakes.media_server import (
     _q,
     _saved_us,
     _title,
+    serve_until_signalled,
+    server_options,
 )
 
 __all__ = ["FakeLibrary", "FakePlexServer", "Faults", "ItemShape", "RecordedRequest", "main"]
@@ -322,31 +322,7 @@ def _malform(item: dict[str, Any], reason: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, after printing `URL http://HOST:PORT`."""
-    args = _parse_args(argv)
-    libraries = None
-    if args.items is not None:
-        names = ["Movies"] + [f"Movies {n}" for n in range(2, args.libraries + 1)]
-        libraries = [FakeLibrary(name, "movies", args.items) for name in names]
-    shape = None
-    if (args.tags, args.genres, args.taglines) != (None, None, None) or args.overview_chars != 300:
-        shape = ItemShape(args.tags, args.genres, args.taglines, args.overview_chars)
-    faults = Faults(
-        latency_s=args.latency, error_rate=args.error_rate,
-        rate_limit_every=args.rate_limit_every, unavailable_every=args.unavailable_every,
-        drop_every=args.drop_every, malformed_every=args.malformed_every,
-        boundary_repeats=args.boundary_repeats,
-    )  # fmt: skip
-    server = FakePlexServer(
-        libraries, token=args.token, seed=args.seed, faults=faults, shape=shape,
-        host=args.host, port=args.port, cache_items=args.cache_items,
-    ).start()  # fmt: skip
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
-    print(f"URL {server.url}", flush=True)
-    while not stopping.wait(0.2):
-        pass
-    server.stop()
+    serve_until_signalled(FakePlexServer(**server_options(_parse_args(argv))))
 
 
 if __name__ == "__main__":
