@@ -109,7 +109,7 @@ def test_db_upgrade_to_an_unknown_revision_is_one_line_and_exit_2(cli, engine):
     assert out.exit_code == 2
     assert out.stderr.strip().splitlines() == [
         "error: cannot upgrade to 'nosuchrev': Can't locate revision identified by 'nosuchrev' "
-        f"(known: 0001, 0002, {HEAD_REVISION}, head)"
+        f"(known: 0001, 0002, 0003, {HEAD_REVISION}, head)"
     ]
     assert current_revision(engine) == HEAD_REVISION
 
