@@ -20,7 +20,16 @@ from sqlalchemy import ARRAY, Connection, String, any_, delete, literal, select,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, Tag, TagAlias
+from catalog.db.models import (
+    Genre,
+    Media,
+    MediaGenre,
+    MediaTag,
+    MediaTagline,
+    PushedTag,
+    Tag,
+    TagAlias,
+)
 from catalog.sources import InvalidItem, MediaItem, RawItem
 
 MEDIA = Media.__table__
@@ -128,8 +137,14 @@ class ChunkWriter(ABC):
         if not items:
             return
         tag_ids = resolve_tags(conn, {t for i in items for t in i.tags})
+        pushed = _added_by_push(conn, stale)
         genre_ids = ensure_names(conn, Genre.__table__, {g for i in items for g in i.genres})
-        tag_rows = {(ids[i.external_id], tag_ids[t]) for i in items for t in i.tags if tag_ids[t]}
+        tag_rows = {
+            (ids[i.external_id], tag_ids[t])
+            for i in items
+            for t in i.tags
+            if tag_ids[t] and (ids[i.external_id], t) not in pushed
+        }
         genre_rows = [(ids[i.external_id], genre_ids[g]) for i in items for g in i.genres]
         tagline_rows = [
             (ids[i.external_id], pos, text) for i in items for pos, text in enumerate(i.taglines)
@@ -288,6 +303,19 @@ def _pg_content(i: MediaItem) -> tuple[Any, ...]:
     return tuple(
         _json(i.provider_ids) if c == "provider_ids" else getattr(i, c) for c in CONTENT_COLUMNS
     )
+
+
+def _added_by_push(conn: Connection, media_ids: list[int]) -> set[tuple[int, str]]:
+    """(item, tag) pairs `catalog push` added to the server. They are the catalog's own tags
+    (tagger or manual): linked as server tags too, they would count twice, and would outlive
+    the catalog's when it drops them."""
+    if not media_ids:
+        return set()
+    table = PushedTag.__table__
+    query = select(table.c.media_id, table.c.name).where(
+        table.c.media_id.in_(media_ids), table.c.added
+    )
+    return {(media_id, name) for media_id, name in conn.execute(query)}
 
 
 # -- names: tags (through their aliases) and genres --------------------------------------------
