@@ -3,6 +3,7 @@ which behave as the real ones do when written to, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,25 @@ import pytest
 from conftest import TOKEN, hold_lock
 from sqlalchemy import Engine, delete, select
 
+from catalog.config import ServerConfig
+from catalog.db.engine import recorded_statements
 from catalog.db.models import Media, MediaTag, PushedTag, Tag
 from catalog.db.writers import resolve_tags
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer, Faults
 from catalog.fakes.plex_server import FakePlexServer
-from catalog.push import Candidate, plan_change
+from catalog.http import HttpStats, RetryPolicy
+from catalog.push import (
+    Candidate,
+    PushOptions,
+    PushReport,
+    PushSelection,
+    iter_candidates,
+    plan_change,
+    run_push,
+)
 from catalog.sources import PushItem
+from catalog.sources.connect import open_writer
+from catalog.tagging.flow import CircuitBreaker
 from catalog.tags import clean_tag
 
 MEDIA, MEDIA_TAG, TAG = Media.__table__, MediaTag.__table__, Tag.__table__
@@ -361,3 +375,55 @@ def test_plex_sets_labels_with_the_label_put_and_undo_restores_them(
     assert push("--json", env=env, url=plex.url).json()["selected"] == 0
     assert push("--undo", env=env, url=plex.url).exit_code == 0
     assert {i: plex_labels(plex, i) for i in CATALOG_TAGS} == original
+
+
+# -- selection and interruption, through the library ---------------------------------------------
+
+
+def test_selection_is_one_statement_per_batch(
+    cli: Any, engine: Engine, fake: FakeMediaServer
+) -> None:
+    synced(cli, engine, fake)
+    selection = PushSelection("default")
+    with recorded_statements(engine) as seen:
+        batches = list(iter_candidates(engine, selection, batch=3))
+    assert [len(b) for b in batches] == [3, 1] and len(seen) == 2
+    first = batches[0][0]
+    assert first.item.external_id == fake.item_id("Movies", 0)
+    assert first.wanted == ("heist", "noir") and first.added == frozenset()
+
+
+def test_an_interrupted_push_records_what_it_wrote_and_the_next_completes_the_rest(
+    push: Any, cli: Any, engine: Engine, fake: FakeMediaServer
+) -> None:
+    synced(cli, engine, fake)
+    fake.faults = Faults(push_latency_s=0.05)
+    report = PushReport()
+
+    async def interrupted() -> None:
+        server = ServerConfig("default", fake.url, token=TOKEN)
+        policy = RetryPolicy(retries=0)
+        async with open_writer(server, policy, concurrency=1) as writer:
+            options = PushOptions(concurrency=1, batch_size=100, allow_many=True)
+            job = run_push(
+                engine, writer, CircuitBreaker(5, 1, 3), PushSelection("default"), report,
+                HttpStats(), options,
+            )  # fmt: skip
+            task = asyncio.create_task(job)
+            while sum(fake.writes.values()) < 2:
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(interrupted())
+    assert report.status == "interrupted" and report.pushed >= 2
+    with engine.connect() as conn:
+        recorded = set(conn.execute(select(PUSHED.c.media_id).distinct()).scalars())
+    assert len(recorded) == report.pushed
+    fake.faults = Faults()
+    rest = push("--allow-many", "--json").json()
+    assert rest["selected"] == len(CATALOG_TAGS) - report.pushed
+    for index, names in CATALOG_TAGS.items():
+        assert set(names) - {"cult_film"} <= set(jellyfin_tags(fake, index))
+    assert push("--json").json()["selected"] == 0
