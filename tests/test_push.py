@@ -326,6 +326,18 @@ def test_fake_jellyfin_blanks_missing_fields_and_throws_without_genres() -> None
         assert after["Name"] == full["Name"]
 
 
+def test_fake_jellyfin_spreads_series_tags_to_episodes_not_locking_them() -> None:
+    with FakeMediaServer(LIBRARIES, token=TOKEN) as server:
+        server.edit("TV Shows", 2, LockedFields=["Tags"], Tags=["own"])
+        auth = {"Authorization": f'MediaBrowser Token="{TOKEN}"'}
+        series = server.full_item("TV Shows", 0)
+        with httpx.Client(base_url=server.url, headers=auth) as http:
+            body = {**series, "Tags": ["anthology"]}
+            assert http.post(f"/Items/{series['Id']}", json=body).status_code == 204
+        assert server.full_item("TV Shows", 1)["Tags"] == ["anthology"]
+        assert server.full_item("TV Shows", 2)["Tags"] == ["own"]
+
+
 # -- Emby and Plex -----------------------------------------------------------------------------
 
 
@@ -354,6 +366,7 @@ def test_emby_uses_tags_add_and_delete_only(push: Any, cli: Any, engine: Engine,
 @pytest.fixture
 def plex() -> Iterator[FakePlexServer]:
     with FakePlexServer(LIBRARIES, token=TOKEN) as server:
+        server.edit_labels("Movies", 1, [])  # undo must then remove with label[].tag.tag-=
         yield server
 
 
@@ -368,6 +381,7 @@ def test_plex_sets_labels_with_the_label_put_and_undo_restores_them(
     original = {i: plex_labels(plex, i) for i in CATALOG_TAGS}
     assert push("--allow-many", env=env, url=plex.url).exit_code == 0
     assert plex.writes == {"PUT labels": 4}
+    assert plex_labels(plex, 1) == ["slow_burn"]
     puts = [r for r in plex.requests if r.method == "PUT"]
     assert all(r.query["label.locked"] == "1" and "label[0].tag.tag" in r.query for r in puts)
     for index, names in CATALOG_TAGS.items():
@@ -375,6 +389,8 @@ def test_plex_sets_labels_with_the_label_put_and_undo_restores_them(
     assert push("--json", env=env, url=plex.url).json()["selected"] == 0
     assert push("--undo", env=env, url=plex.url).exit_code == 0
     assert {i: plex_labels(plex, i) for i in CATALOG_TAGS} == original
+    removal = [r for r in plex.requests if r.method == "PUT"][-4:]
+    assert any(r.query.get("label[].tag.tag-") == "slow_burn" for r in removal)
 
 
 # -- selection and interruption, through the library ---------------------------------------------
