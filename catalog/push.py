@@ -28,7 +28,7 @@ from catalog.aio import DbThread
 from catalog.db.engine import in_connection, in_transaction
 from catalog.db.locks import job_lock
 from catalog.db.models import Library, Media, MediaTag, PushedTag, Server, Tag
-from catalog.errors import CircuitOpen, PushRefused, SourceAuthError, SourceError
+from catalog.errors import BadFilter, CircuitOpen, PushRefused, SourceAuthError, SourceError
 from catalog.http import HttpStats
 from catalog.runs import (
     FAILED,
@@ -134,6 +134,26 @@ def _selected_where(selection: PushSelection) -> list[Any]:
     if selection.undo:
         return [*_in_scope(selection), exists().where(PUSHED.c.media_id == MEDIA.c.id)]
     return [*_in_scope(selection), _out_of_step()]
+
+
+def check_libraries(conn: Connection, selection: PushSelection) -> None:
+    """A --library the catalog does not hold for this server is an error naming what it has
+    (pushing nothing would look like success)."""
+    if not selection.libraries:
+        return
+    query = (
+        select(LIBRARY.c.name)
+        .join(SERVER, SERVER.c.id == LIBRARY.c.server_id)
+        .where(SERVER.c.name == selection.server)
+        .order_by(LIBRARY.c.name)
+    )
+    held = list(conn.execute(query).scalars())
+    for name in selection.libraries:
+        if name.casefold() not in {h.casefold() for h in held}:
+            raise BadFilter(
+                f"no library named {name!r} of server {selection.server!r} in the catalog "
+                f"(it has: {', '.join(map(repr, held)) or 'none; run catalog sync first'})"
+            )
 
 
 def count_selected(conn: Connection, selection: PushSelection) -> int:
@@ -423,6 +443,7 @@ async def _go(
     options: PushOptions,
     progress: Progress,
 ) -> None:
+    await db.run(in_connection, engine, check_libraries, selection)
     report.selected = await db.run(in_connection, engine, count_selected, selection)
     in_scope = await db.run(in_connection, engine, count_in_scope, selection)
     if not selection.undo:  # taking back only what push added is never a mass change

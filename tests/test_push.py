@@ -265,6 +265,16 @@ def test_the_guard_refuses_a_mass_change_without_allow_many(
     assert sum(fake.writes.values()) == 2
 
 
+def test_an_unknown_library_is_an_error_naming_what_the_catalog_has(
+    push: Any, cli: Any, engine: Engine, fake: FakeMediaServer
+) -> None:
+    synced(cli, engine, fake)
+    out = push("--library", "Films")
+    assert out.exit_code == 2
+    assert "no library named 'Films'" in out.stderr and "'Movies'" in out.stderr
+    assert fake.writes == {}
+
+
 def test_a_push_never_overlaps_a_sync_of_the_same_server(
     push: Any, cli: Any, engine: Engine, fake: FakeMediaServer, database_url: str
 ) -> None:
