@@ -42,7 +42,7 @@ from catalog.runs import (
     start_run,
     utcnow,
 )
-from catalog.sources import PushItem, TagWriter
+from catalog.sources import PushItem, ServerTags, TagWriter
 from catalog.tagging.flow import CircuitBreaker
 from catalog.tags import clean_tag
 
@@ -529,7 +529,7 @@ class _Push:
             if change.needed and self.options.on_change is not None:
                 self.options.on_change(candidate, change)
             if change.needed and not self.options.dry_run:
-                await self.writer.write(candidate.item, current, change.goal)
+                await self._write(candidate, current, change)
         except SourceAuthError:
             raise
         except SourceError as exc:
@@ -537,6 +537,19 @@ class _Push:
             return Outcome(candidate, error=str(exc))
         self.breaker.success()
         return Outcome(candidate, change)
+
+    async def _write(self, candidate: Candidate, current: ServerTags, change: Change) -> None:
+        """Write, and when the run is cancelled meanwhile let the write finish (within its
+        deadline) and record it: a write the server applied but nobody recorded would look
+        like the server's own tag to the next push, which then could not undo it."""
+        write = asyncio.ensure_future(self.writer.write(candidate.item, current, change.goal))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await asyncio.wait([write])
+            if not write.cancelled() and write.exception() is None:
+                self.done.put_nowait(Outcome(candidate, change))
+            raise
 
     async def _record_loop(self) -> None:
         batch: list[Outcome] = []
