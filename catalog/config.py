@@ -111,6 +111,31 @@ class TaggerConfig:
         return parse_duration(self.older_than, "tagger.older_than")
 
 
+@dataclass(frozen=True)
+class PushConfig:
+    """How hard `catalog push` may press a media server, and how much it may change at once."""
+
+    rate: float = 10.0  # calls per second (reads and writes), across all workers
+    burst: int = 0  # 0: a tenth of `rate`, at least 1
+    concurrency: int = 4
+    max_items: int = 0  # refuse to change more items than this; 0: `max_share` of the library
+    max_share: float = 0.5
+    batch_size: int = 100  # written items recorded per transaction
+    timeout_s: float = 30.0
+    retries: int = 5
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
+    deadline_s: float | None = None
+    retry_after_max_s: float = 60.0
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
+    breaker_max_opens: int = 3
+
+    @property
+    def effective_burst(self) -> int:
+        return self.burst or max(1, round(self.rate / 10))
+
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -139,6 +164,7 @@ class Settings:
     default_server: str | None = None
     sync: SyncConfig = field(default_factory=SyncConfig)
     tagger: TaggerConfig = field(default_factory=TaggerConfig)
+    push: PushConfig = field(default_factory=PushConfig)
     keep_runs: int = KEEP_RUNS
     keep_run_days: int | None = KEEP_RUN_DAYS
     schedule: Mapping[str, str] = field(default_factory=dict)  # job -> cron expression
@@ -299,6 +325,24 @@ SPECS: dict[str, Spec] = {
     "tagger.flush_s": _positive(float),
     "tagger.max_answer_bytes": _positive(int),
     "tagger.redirect_hosts": Spec(list),
+    "push.rate": _positive(float, env="CATALOG_PUSH_RATE", flag="--rate"),
+    "push.burst": _not_negative(int),
+    "push.concurrency": Spec(
+        int, low=0, high=MAX_CONCURRENCY, low_open=True, env="CATALOG_PUSH_CONCURRENCY",
+        flag="--concurrency",
+    ),
+    "push.max_items": _not_negative(int, env="CATALOG_PUSH_MAX_ITEMS"),
+    "push.max_share": Spec(float, 0, 1, low_open=True),
+    "push.batch_size": _positive(int),
+    "push.timeout_s": _positive(float),
+    "push.retries": _not_negative(int),
+    "push.backoff_s": _not_negative(float),
+    "push.backoff_max_s": _not_negative(float),
+    "push.deadline_s": _positive(float),
+    "push.retry_after_max_s": _not_negative(float),
+    "push.breaker_failures": _positive(int),
+    "push.breaker_cooldown_s": _not_negative(float),
+    "push.breaker_max_opens": _positive(int),
     "runs.keep": Spec(int, low=1, env="CATALOG_KEEP_RUNS"),
     "runs.keep_days": _not_negative(int, env="CATALOG_KEEP_DAYS"),
 }  # fmt: skip
@@ -334,14 +378,14 @@ def load_settings(
 def _set(settings: Settings, path: str, value: Any) -> Settings:
     """Settings with the dotted setting `path` (a SPECS key) replaced."""
     section, _, name = path.rpartition(".")
-    if section in ("sync", "tagger"):
+    if section in ("sync", "tagger", "push"):
         config = replace(getattr(settings, section), **{name: value})
         return replace(settings, **{section: config})
     return replace(settings, **{_ATTRIBUTES.get(path, path): value})
 
 
 def _resolve_deadlines(settings: Settings) -> Settings:
-    for section in ("sync", "tagger"):
+    for section in ("sync", "tagger", "push"):
         config = getattr(settings, section)
         if config.deadline_s is None:
             deadline = DEADLINE_TIMEOUTS * config.timeout_s
@@ -375,11 +419,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _from_mapping(raw: dict[str, Any], where: str, path: Path | None) -> Settings:
     top = {
         "database_url": str, "default_server": str, "sync": dict, "servers": dict, "runs": dict,
-        "tagger": dict, "schedule": dict,
+        "tagger": dict, "push": dict, "schedule": dict,
     }  # fmt: skip
     _typed(raw, top, where, "")
     settings = Settings(config_path=path)
-    for section in ("sync", "tagger", "runs"):
+    for section in ("sync", "tagger", "push", "runs"):
         table = raw.get(section, {})
         _check_keys(table, _section_keys(section), where, f"{section}.")
         for key, value in table.items():
@@ -531,7 +575,12 @@ def _override_path(key: str) -> str:
     """The SPECS key of a load_settings override (`chunk_size`, `tagger_rate`, `server`)."""
     if key in ("server", "database_url"):
         return {"server": "default_server"}.get(key, key)
-    for path in (f"sync.{key}", key.replace("tagger_", "tagger.", 1)):
+    candidates = (
+        f"sync.{key}",
+        key.replace("tagger_", "tagger.", 1),
+        key.replace("push_", "push.", 1),
+    )
+    for path in candidates:
         if path in SPECS:
             return path
     raise TypeError(f"unknown setting override: {key}")

@@ -11,6 +11,7 @@
     │   └── SchemaTooNew         the catalog was migrated by a newer catalog than this one
     ├── LockHeld                 another run of the same job holds its lock (exit 75)
     ├── MassDeleteRefused        a full sync would mark too much of a library missing
+    ├── PushRefused              a push would change more items than [push] max_items allows
     ├── RulesError               a tag rule (rules file or command line) is invalid (exit 2)
     ├── Interrupted              SIGINT / SIGTERM arrived (exit 130 / 143)
     ├── SourceError              the media server failed us
@@ -89,6 +90,10 @@ class LockHeld(CatalogError):
 
 class MassDeleteRefused(CatalogError):
     """A full sync would mark more of a library missing than the configured share allows."""
+
+
+class PushRefused(CatalogError):
+    """A push would change more items than `[push] max_items` allows, without --allow-many."""
 
 
 class RulesError(CatalogError):

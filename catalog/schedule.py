@@ -36,6 +36,7 @@ JOBS: dict[str, tuple[str, ...]] = {
     "sync": ("sync",),
     "retag": ("retag",),
     "normalize": ("tags", "normalize"),
+    "push": ("push",),
 }
 CRON_HELP = (
     'five fields (minute hour day-of-month month day-of-week, e.g. "0 3 * * *"), an alias '

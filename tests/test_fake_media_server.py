@@ -126,7 +126,7 @@ def test_emby_wants_x_emby_token_and_uses_numeric_ids() -> None:
             assert all(item["Id"].isdigit() for item in items)
             assert all(item["SeriesId"].isdigit() for item in items if item["Type"] == "Episode")
             one = http.get(f"/Items/{items[3]['Id']}").json()
-        assert one == emby.item("TV Shows", 3)
+        assert one == emby.full_item("TV Shows", 3)
 
 
 # -- endpoints -------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_bad_paging_parameters_are_400(server: FakeMediaServer, client: httpx.Cl
 def test_single_item_matches_item(server: FakeMediaServer, client: httpx.Client) -> None:
     for library, index in (("Movies", 0), ("Movies", 59), ("TV Shows", 12)):
         response = client.get(f"/Items/{server.item_id(library, index)}")
-        assert response.json() == server.item(library, index)
+        assert response.json() == server.full_item(library, index)
 
 
 def test_requests_are_recorded(server: FakeMediaServer, client: httpx.Client) -> None:

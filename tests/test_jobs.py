@@ -26,6 +26,7 @@ from catalog.db.models import Run
 from catalog.fakes.media_server import Faults
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
 from catalog.jobs import EXIT_CODES, exit_code_table, json_keys_table, status_rules_table
+from catalog.push import PushReport
 from catalog.retag import RetagReport
 from catalog.sync import SyncReport
 from catalog.tags import ChangeReport
@@ -34,7 +35,7 @@ RUN = Run.__table__
 README = Path(__file__).resolve().parent.parent / "README.md"
 JOBS = {"sync": SyncReport, "retag": RetagReport, "tags normalize / rename / merge / drop": (
     ChangeReport
-)}  # fmt: skip
+), "push": PushReport}  # fmt: skip
 FAST_TAGGER = """
 [tagger]
 rate = 500.0
@@ -289,6 +290,7 @@ def test_every_job_commands_json_keys_are_its_reports(cli, tagger_config):
         (RetagReport, cli("retag", "--json", env=tagger_config)),
         (ChangeReport, cli("tags", "normalize", "--json")),
         (ChangeReport, cli("tags", "rename", "nosuch", "other", "--json")),  # a failed change
+        (PushReport, cli("push", "--json")),
     ]
     for report, out in produced:
         assert list(out.json()) == report.json_keys(), (report.__name__, out.stderr)
@@ -298,9 +300,9 @@ def test_job_commands_are_short_recipes_over_one_skeleton():
     import ast
     import inspect
 
-    from catalog.cli import retag, sync, tags
+    from catalog.cli import push, retag, sync, tags
 
-    for command in (sync.sync, retag.retag, tags.normalize):
+    for command in (sync.sync, retag.retag, tags.normalize, push.push):
         (node,) = ast.parse(inspect.cleandoc("\n" + inspect.getsource(command))).body
         lines = node.body[-1].end_lineno - node.body[0].lineno + 1
         assert lines <= 15, f"{command.__name__}: {lines} lines"

@@ -128,7 +128,8 @@ def test_prune_deletes_missing_items_and_their_links(cli, fake, engine):
         "status": "ok",
         "orphans": {
             "media_tag.media_id": 0, "media_genre.media_id": 0, "media_tagline.media_id": 0,
-            "process_run.media_id": 0, "media_tag.tag_id": 0, "media_genre.genre_id": 0,
+            "process_run.media_id": 0, "pushed_tag.media_id": 0, "media_tag.tag_id": 0,
+            "media_genre.genre_id": 0,
         },
     }  # fmt: skip
 

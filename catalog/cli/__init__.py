@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from catalog import __version__
-from catalog.cli import db, retag, schedule, status, sync, tags
+from catalog.cli import db, push, retag, schedule, status, sync, tags
 from catalog.cli.common import EXIT_CODES_HELP, stdout
 
 app = typer.Typer(
@@ -30,6 +30,8 @@ app.add_typer(media.app, name="media")
 app.add_typer(tags.app, name="tags")
 # retag (issue 3) is a top-level command
 app.registered_commands += retag.app.registered_commands
+# push (issue 13) is a top-level command
+app.registered_commands += push.app.registered_commands
 # schedule and status commands (issue 6)
 app.add_typer(schedule.app, name="schedule")
 app.registered_commands += status.app.registered_commands

@@ -237,9 +237,27 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class PushedTag(Base):
+    """A catalog tag `catalog push` wrote to the server for one item. `added`: the server did
+    not have it before, so push owns it (removes it when the catalog drops it, takes it back on
+    undo, and a sync does not link it as a server tag); otherwise the server had it already and
+    it stays whatever the catalog does."""
+
+    __tablename__ = "pushed_tag"
+    __table_args__ = (NO_ROWID,)
+
+    media_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    added: Mapped[bool] = mapped_column(Boolean)
+    pushed_at: Mapped[datetime]
+
+
 LINK_TABLES = (
     MediaTag.__table__,
     MediaGenre.__table__,
     MediaTagline.__table__,
     ProcessRun.__table__,
+    PushedTag.__table__,
 )

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import ARRAY, Connection, String, any_, delete, literal, select, update
 
-from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline
+from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, PushedTag
 from catalog.items import InvalidItem, MediaItem, RawItem
 from catalog.tags.aliases import ensure_names, resolve_tags
 
@@ -127,8 +127,14 @@ class ChunkWriter(ABC):
         if not items:
             return
         tag_ids = resolve_tags(conn, {t for i in items for t in i.tags})
+        pushed = _added_by_push(conn, stale)
         genre_ids = ensure_names(conn, Genre.__table__, {g for i in items for g in i.genres})
-        tag_rows = {(ids[i.external_id], tag_ids[t]) for i in items for t in i.tags if tag_ids[t]}
+        tag_rows = {
+            (ids[i.external_id], tag_ids[t])
+            for i in items
+            for t in i.tags
+            if tag_ids[t] and (ids[i.external_id], t) not in pushed
+        }
         genre_rows = [
             (ids[i.external_id], genre_ids[g], pos) for i in items for pos, g in enumerate(i.genres)
         ]
@@ -289,6 +295,19 @@ def _pg_content(i: MediaItem) -> tuple[Any, ...]:
     return tuple(
         _json(i.provider_ids) if c == "provider_ids" else getattr(i, c) for c in CONTENT_COLUMNS
     )
+
+
+def _added_by_push(conn: Connection, media_ids: list[int]) -> set[tuple[int, str]]:
+    """(item, tag) pairs `catalog push` added to the server. They are the catalog's own tags
+    (tagger or manual): linked as server tags too, they would count twice, and would outlive
+    the catalog's when it drops them."""
+    if not media_ids:
+        return set()
+    table = PushedTag.__table__
+    query = select(table.c.media_id, table.c.name).where(
+        table.c.media_id.in_(media_ids), table.c.added
+    )
+    return {(media_id, name) for media_id, name in conn.execute(query)}
 
 
 # -- helpers ------------------------------------------------------------------------------------

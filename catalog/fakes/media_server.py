@@ -24,6 +24,7 @@ import signal
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,15 @@ from itertools import islice
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
+from catalog.fakes.arrivals import ArrivalLog
 from catalog.fakes.loopback import LoopbackServer, Reply
+
+# Fields the server keeps whatever an update's body says.
+SERVER_MANAGED = frozenset(
+    {"Id", "ServerId", "Type", "DateLastSaved", "Etag", "SeriesId", "SeriesName", "SeasonId",
+     "SeasonName", "IsFolder", "MediaType"}
+)  # fmt: skip
+_ITEM_PATH = re.compile(r"(?P<ids>/users/[^/]+)?/items/[^/]+(?P<action>/tags/add|/tags/delete)?")
 
 __all__ = ["FakeLibrary", "FakeMediaServer", "Faults", "ItemShape", "RecordedRequest", "main"]
 
@@ -142,6 +151,10 @@ class Faults:
     # encoder can write (NUL, huge numbers, odd dates) are set with FakeMediaServer.edit.
     undecodable: dict[int, str] = field(default_factory=dict)
     # -- end of bad items
+    # -- faults of the calls `catalog push` makes (one item read, writes), counted from 1
+    push_latency_s: float = 0.0
+    push_rate_limit_every: int = 0  # every Nth answered 429 with Retry-After
+    push_unavailable_every: int = 0  # every Nth answered 503 with Retry-After
 
 
 @dataclass
@@ -178,6 +191,7 @@ class RecordedRequest:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    body: bytes = b""
 
 
 class _BadRequest(Exception):
@@ -263,6 +277,8 @@ class FakeMediaServer(LoopbackServer):
         self.user_token: str | None = None
         self.legacy_views = False
         # -- end of real-server shapes
+        self.push_log = ArrivalLog()  # the calls `catalog push` makes: item reads and writes
+        self.writes: Counter[str] = Counter()  # write calls by route
         super().__init__(host, port)
 
     @staticmethod
@@ -294,7 +310,7 @@ class FakeMediaServer(LoopbackServer):
     def respond(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Reply:
-        return self._handle(RecordedRequest(method, path, query, headers))
+        return self._handle(RecordedRequest(method, path, query, headers, body))
 
     # -- the library, as tests see it --------------------------------------------------------
 
@@ -309,6 +325,12 @@ class FakeMediaServer(LoopbackServer):
         if index in st.removed:
             return None
         return self._compose(st, index)
+
+    def full_item(self, library: str, index: int) -> dict[str, Any] | None:
+        """The item as GET /Items/{id} sends it: `item` with the fields an update needs."""
+        st = self._state(library)
+        self._check_index(st, index)
+        return None if index in st.removed else self._full_item(st, index)
 
     def item_id(self, library: str, index: int) -> str:
         """The Id of item `index` (even when malformed items leave it out)."""
@@ -527,14 +549,16 @@ class FakeMediaServer(LoopbackServer):
     def _handle(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)
-        if request.method != "GET":
-            return _error(404, "Not Found")
         path = request.path.rstrip("/").lower()
-        if path == "/system/info/public":
+        if path == "/system/info/public" and request.method == "GET":
             return _json_response(self._public_info())
         if not self._authorized(request.headers):
             return Reply(401)  # Jellyfin answers 401 with an empty body
         query = {k.lower(): v for k, v in request.query.items()}
+        if _ITEM_PATH.fullmatch(path) or "ids" in query:
+            return self._push_call(request, path, query)
+        if request.method != "GET":
+            return _error(404, "Not Found")
         views = self._views_route(request.headers, path)
         if views is not None:
             return views
@@ -543,8 +567,6 @@ class FakeMediaServer(LoopbackServer):
             return _json_response(routes[path]())
         if path == "/items":
             return self._items_response(query)
-        if path.startswith("/items/") and path.count("/") == 2:
-            return self._single_item(request.path.rstrip("/").rsplit("/", 1)[1])
         return _error(404, "Not Found")
 
     def _authorized(self, headers: dict[str, str]) -> bool:
@@ -606,11 +628,121 @@ class FakeMediaServer(LoopbackServer):
         user_id = hashlib.md5(f"fake-user:{self.seed}".encode()).hexdigest()
         return {"Name": "fake", "ServerId": self.server_id, "Id": user_id}
 
+    # -- the calls `catalog push` makes: reading one item, writing its tags -------------------
+
+    def _push_call(self, request: RecordedRequest, path: str, query: dict[str, str]) -> Reply:
+        """An item read or write, paced and faulted as `Faults.push_*` say, and recorded."""
+        with self.push_log.tracked() as number:
+            faults = self._faults
+            if faults.push_latency_s > 0:
+                time.sleep(faults.push_latency_s)
+            retry_after = (("Retry-After", _retry_after_text(faults.retry_after_s)),)
+            if _every(faults.push_rate_limit_every, number):
+                return _error(429, "Too Many Requests", retry_after)
+            if _every(faults.push_unavailable_every, number):
+                return _error(503, "Service Unavailable", retry_after)
+            return self._item_route(request, path, query)
+
+    def _item_route(self, request: RecordedRequest, path: str, query: dict[str, str]) -> Reply:
+        match = _ITEM_PATH.fullmatch(path)
+        if request.method == "GET" and "ids" in query:
+            return self._items_by_id(query["ids"])
+        if match is None:
+            return _error(404, "Not Found")
+        parts = request.path.rstrip("/").split("/")
+        item_id = parts[4] if match.group("ids") else parts[2]  # /Users/{uid}/Items/{id}
+        action, method = match.group("action"), request.method
+        if method == "GET" and action is None:
+            return self._single_item(item_id)
+        if method == "POST" and action is None and self.kind == "jellyfin":
+            return self._replace_item(item_id, request.body)
+        if method == "POST" and action in ("/tags/add", "/tags/delete") and self.kind == "emby":
+            return self._edit_tags(item_id, request.body, adding=action == "/tags/add")
+        return _error(404, "Not Found")
+
     def _single_item(self, item_id: str) -> Reply:
         found = self._find_item(item_id)
         if found is None:
             return _error(404, "Item not found")
-        return Reply(200, self._item_json(*found))
+        return _json_response(self._full_item(*found))
+
+    def _full_item(self, st: _LibState, index: int) -> dict[str, Any]:
+        """The item as GET /Items/{id} sends it: with the fields an update needs."""
+        item = self._compose(st, index)
+        item.setdefault("LockedFields", [])
+        item.setdefault("LockData", False)
+        item.setdefault("ProviderIds", {})
+        return item
+
+    def _items_by_id(self, ids: str) -> Reply:
+        found = [self._find_item(i) for i in ids.split(",") if i]
+        items = [self._full_item(*f) for f in found if f is not None]
+        return _json_response({"Items": items, "TotalRecordCount": len(items), "StartIndex": 0})
+
+    def _replace_item(self, item_id: str, body: bytes) -> Reply:
+        """Jellyfin's POST /Items/{id}: every field of the body REPLACES the item's, and a field
+        missing from the body becomes null (LockData: false); without Genres, Tags or
+        ProviderIds it throws, as 10.11 does. Tags on a Series spread to its episodes whose
+        LockedFields lack Tags."""
+        found = self._find_item(item_id)
+        if found is None:
+            return _error(404, "Item not found")
+        try:
+            update = json.loads(body)
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        if not isinstance(update, dict) or any(
+            not isinstance(update.get(k), (list, dict)) for k in ("Genres", "Tags", "ProviderIds")
+        ):
+            return _error(500, "Value cannot be null. (Parameter 'source')")
+        st, index = found
+        current = self._full_item(st, index)
+        fields = {k: None for k in current if k not in SERVER_MANAGED}
+        fields.update({k: v for k, v in update.items() if k not in SERVER_MANAGED})
+        fields.setdefault("LockData", False)
+        if fields["LockData"] is None:
+            fields["LockData"] = False
+        self._saved(st, index, fields, "POST /Items/{id}")
+        if current.get("Type") == "Series":
+            self._spread_series_tags(st, index, list(update["Tags"]))
+        return Reply(204)
+
+    def _spread_series_tags(self, st: _LibState, series: int, tags: list[str]) -> None:
+        for index in range(series + 1, min(series + EPISODES_PER_SERIES + 1, st.lib.size)):
+            if index in st.removed:
+                continue
+            episode = self._compose(st, index)
+            if "Tags" not in (episode.get("LockedFields") or []):
+                self.edit(st.lib.name, index, Tags=tags)
+
+    def _edit_tags(self, item_id: str, body: bytes, *, adding: bool) -> Reply:
+        """Emby's POST /Items/{id}/Tags/Add and /Tags/Delete: {"Tags": [{"Name": ...}]}."""
+        found = self._find_item(item_id)
+        try:
+            names = [str(t["Name"]) for t in json.loads(body)["Tags"]]
+        except (ValueError, KeyError, TypeError):
+            return _error(400, 'expected {"Tags": [{"Name": ...}]}')
+        if found is None:
+            return _error(404, "Item not found")
+        st, index = found
+        current = self._compose(st, index)
+        tags = [t["Name"] for t in current.get("TagItems") or ()] or current.get("Tags") or []
+        if adding:
+            tags += [n for n in names if n.casefold() not in {t.casefold() for t in tags}]
+        else:
+            tags = [t for t in tags if t.casefold() not in {n.casefold() for n in names}]
+        # Emby answers with TagItems records, never a Tags list (Tags None: left out).
+        items = [{"Name": t, "Id": 1000 + n} for n, t in enumerate(tags)]
+        fields = {"TagItems": items, "Tags": None}
+        self._saved(st, index, fields, "Tags/Add" if adding else "Tags/Delete")
+        return Reply(204)
+
+    def _saved(self, st: _LibState, index: int, fields: dict[str, Any], route: str) -> None:
+        """Store a write: DateLastSaved becomes now and, as in Jellyfin, the Etag with it."""
+        etag = hashlib.md5(f"{time.time_ns()}:{index}".encode()).hexdigest()
+        self.edit(st.lib.name, index, **fields, Etag=etag)
+        with self._lock:
+            self.writes[route] += 1
 
     def _items_response(self, query: dict[str, str]) -> Reply:
         faults = self._faults
@@ -849,7 +981,7 @@ def _library_mask(library: str) -> int:
 
 def _index_of(kind: str, st: _LibState, item_id: str) -> int | None:
     """The index `item_id` would have in this library, to be confirmed by the caller."""
-    if kind == "emby":
+    if kind in ("emby", "plex"):  # numbered the same way
         if not item_id.isdigit():
             return None
         ordinal, index = divmod(int(item_id), EMBY_ID_SPAN)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
+from urllib.parse import unquote
 
 from catalog.fakes.loopback import Reply
 from catalog.fakes.media_server import (
@@ -60,6 +62,7 @@ __all__ = ["FakeLibrary", "FakePlexServer", "Faults", "ItemShape", "RecordedRequ
 SECTION_TYPES = {"movies": "movie", "tvshows": "show"}
 PLEX_TYPES = {"1": "Movie", "2": "Series", "4": "Episode"}  # type=N as the fake's item types
 MICROS = 1_000_000
+_LABEL_KEY = re.compile(r"label\[(\d+)\]\.tag\.tag")
 
 
 class FakePlexServer(FakeMediaServer):
@@ -159,19 +162,59 @@ class FakePlexServer(FakeMediaServer):
             self.requests.append(request)
         if any(k.lower() == "x-plex-token" for k in request.query):
             return _error(400, "X-Plex-Token in the query string: refused (send it as a header)")
-        if request.method != "GET":
-            return _error(404, "Not Found")
         if request.headers.get("x-plex-token") != self.token:
             return Reply(401, b"<html><head><title>Unauthorized</title></head></html>")
         if "application/json" not in request.headers.get("accept", ""):
             return _error(406, "this fake answers JSON only: send Accept: application/json")
         path = request.path.rstrip("/")
+        parts = path.split("/")
+        section_all = len(parts) == 5 and parts[1:3] == ["library", "sections"]
+        section_all = section_all and parts[4] == "all"
+        metadata = len(parts) == 4 and parts[1:3] == ["library", "metadata"]
+        if (metadata and request.method == "GET") or (section_all and request.method == "PUT"):
+            return self._push_call(request, path, {})
+        if request.method != "GET":
+            return _error(404, "Not Found")
         if path == "/library/sections":
             return _json_response(self._sections())
-        parts = path.split("/")
-        if len(parts) == 5 and parts[1:3] == ["library", "sections"] and parts[4] == "all":
+        if section_all:
             return self._items_response(self._items_query(parts[3], request))
         return _error(404, "Not Found")
+
+    # -- the calls `catalog push` makes (paced and faulted by the Jellyfin fake's _push_call) --
+
+    def _item_route(self, request: RecordedRequest, path: str, query: dict[str, str]) -> Reply:
+        parts = path.split("/")
+        if request.method == "GET":
+            found = self._find_item(parts[3])
+            if found is None:
+                return _error(404, "Not Found")
+            item = self._compose(*found)
+            container = {"size": 1, "librarySectionID": found[0].ordinal + 1, "Metadata": [item]}
+            return _json_response({"MediaContainer": container})
+        return self._put_labels(parts[3], request.query)
+
+    def _put_labels(self, section: str, query: dict[str, str]) -> Reply:
+        """PUT /library/sections/{key}/all?type=N&id=K[,K2...]: `label[i].tag.tag=A` set the
+        whole label set, `label[].tag.tag-=A,B` removes; `updatedAt` does not move."""
+        ids = [i for i in query.get("id", "").split(",") if i]
+        found = [self._find_item(i) for i in ids]
+        if not ids or any(f is None or str(f[0].ordinal + 1) != section for f in found):
+            return _error(404, "Not Found")
+        given = {int(m[1]): v for k, v in query.items() if (m := _LABEL_KEY.fullmatch(k))}
+        setting = [given[n] for n in sorted(given)]
+        removing = [unquote(v) for v in query.get("label[].tag.tag-", "").split(",") if v]
+        if not setting and not removing:
+            return _error(400, "no label given")
+        for st, index in found:  # type: ignore[misc]
+            labels = [t["tag"] for t in self._compose(st, index).get("Label") or []]
+            if setting:
+                labels = setting
+            labels = [t for t in labels if t not in removing]
+            self.edit_labels(st.lib.name, index, labels)
+        with self._lock:
+            self.writes["PUT labels"] += 1
+        return Reply(200)
 
     def _sections(self) -> dict[str, Any]:
         directories = [

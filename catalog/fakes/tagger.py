@@ -12,7 +12,6 @@ Run it alone with `python -m catalog.fakes.tagger --latency 0.1`; it prints one 
 from __future__ import annotations
 
 import argparse
-import bisect
 import hashlib
 import json
 import random
@@ -23,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from catalog.fakes.arrivals import ArrivalLog
 from catalog.fakes.loopback import LoopbackServer, Reply
 
 WORDS = (
@@ -58,23 +58,13 @@ class TaggerFaults:
 
 
 @dataclass
-class TaggerLog:
+class TaggerLog(ArrivalLog):
     """What the server saw. Times are time.monotonic() on arrival."""
 
-    arrivals: list[float] = field(default_factory=list)
     rate_limited_at: list[float] = field(default_factory=list)  # when each 429 was sent
     statuses: Counter[int] = field(default_factory=Counter)
     answered: Counter[str] = field(default_factory=Counter)  # media id → answers with tags
-    in_flight: int = 0
-    max_in_flight: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)  # the last few request bodies
-
-    def max_in_window(self, seconds: float = 1.0) -> int:
-        """The most requests that arrived within any `seconds`-long window."""
-        times = sorted(self.arrivals)
-        return max(
-            (bisect.bisect_right(times, t + seconds) - i for i, t in enumerate(times)), default=0
-        )
 
 
 class FakeTagger(LoopbackServer):
@@ -113,12 +103,8 @@ class FakeTagger(LoopbackServer):
     def respond(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Reply:
-        arrived = time.monotonic()
+        number = self.log.arrived()
         with self._lock:
-            self.log.arrivals.append(arrived)
-            number = len(self.log.arrivals)
-            self.log.in_flight += 1
-            self.log.max_in_flight = max(self.log.max_in_flight, self.log.in_flight)
             draw = self._rng.random()
         reply = Reply(500)
         try:
@@ -130,8 +116,8 @@ class FakeTagger(LoopbackServer):
                 f = self.faults
                 reply = reply._replace(slow_headers_s=f.slow_headers_s, slow_body_s=f.slow_body_s)
         finally:
+            self.log.left()
             with self._lock:
-                self.log.in_flight -= 1
                 self.log.statuses[reply.status] += 1
                 if reply.status == 429:
                     self.log.rate_limited_at.append(time.monotonic())

@@ -7,8 +7,9 @@ types live in `catalog.items` (re-exported here for the sources' own use).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from catalog.items import InvalidItem, Library, MediaItem, Page, RawItem
 
@@ -29,3 +30,32 @@ class Source(Protocol):
     def pages(self, library: Library, since: datetime | None = None) -> AsyncIterator[Page]: ...
 
     def parse(self, item: RawItem) -> MediaItem | InvalidItem: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PushItem:
+    """An item as `catalog push` addresses it on its server."""
+
+    external_id: str
+    kind: str  # movie, series, episode (the catalog's kinds)
+    library_external_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTags:
+    """An item's tags as the server holds them now, in its order, and whatever else the writer
+    read that the write needs (Jellyfin: the whole item, to send back)."""
+
+    tags: tuple[str, ...]
+    state: Any = None
+
+
+class TagWriter(Protocol):
+    """What `catalog push` needs from a media server: read an item's tags, write a new set."""
+
+    # Kinds whose tags are not written (Jellyfin: series, see jellyfin_write).
+    kinds_left_alone: frozenset[str]
+
+    async def read(self, item: PushItem) -> ServerTags: ...
+
+    async def write(self, item: PushItem, current: ServerTags, goal: tuple[str, ...]) -> None: ...

@@ -9,9 +9,11 @@ import httpx
 
 from catalog.config import ServerConfig, SyncConfig
 from catalog.errors import SOURCE_ERRORS
-from catalog.http import HttpClient, HttpStats, Peer, RetryPolicy, safe_url
-from catalog.sources import Source, plex
+from catalog.http import HttpClient, HttpStats, Pacing, Peer, RetryPolicy, safe_url
+from catalog.sources import Source, TagWriter, plex
 from catalog.sources.jellyfin import JellyfinSource, auth_headers
+from catalog.sources.jellyfin_write import EmbyTagWriter, JellyfinTagWriter
+from catalog.sources.plex_write import PlexTagWriter
 
 
 def source_peer(server: ServerConfig) -> Peer:
@@ -56,3 +58,39 @@ def _headers(server: ServerConfig) -> tuple[dict[str, str], dict[str, str]]:
     if server.kind == "plex":
         return plex.credentials(server.token), plex.client_headers()
     return auth_headers(server.kind, server.token), {"Accept": "application/json"}
+
+
+# An item read or a write answers in a few KiB; a server sending more is misbehaving.
+WRITE_ANSWER_BYTES = 4 * 1024 * 1024
+
+
+@asynccontextmanager
+async def open_writer(
+    server: ServerConfig,
+    policy: RetryPolicy,
+    *,
+    pacing: Pacing | None = None,
+    concurrency: int = 4,
+    stats: HttpStats | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[TagWriter]:
+    """A tag writer for `server`, its calls paced by `pacing` over `concurrency` connections."""
+    credentials, headers = _headers(server)
+    pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with HttpClient(
+        server.url,
+        peer=source_peer(server),
+        policy=policy,
+        credentials=credentials,
+        headers=headers,
+        stats=stats,
+        pacing=pacing,
+        limits=pool,
+        transport=transport,
+    ) as http:
+        if server.kind == "plex":
+            yield PlexTagWriter(http)
+        elif server.kind == "emby":
+            yield EmbyTagWriter(http)
+        else:
+            yield JellyfinTagWriter(http)

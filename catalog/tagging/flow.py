@@ -109,9 +109,15 @@ class CircuitBreaker:
     TRIAL_POLL_S = 0.05
 
     def __init__(
-        self, threshold: int, cooldown_s: float, max_opens: int, clock: Clock = time.monotonic
+        self,
+        threshold: int,
+        cooldown_s: float,
+        max_opens: int,
+        clock: Clock = time.monotonic,
+        service: str = "the tagging service",
     ) -> None:
         self.threshold, self.cooldown_s, self.max_opens = threshold, cooldown_s, max_opens
+        self.service = service  # as messages name it
         self.opens = 0
         self._clock = clock
         self._failures = 0
@@ -128,7 +134,7 @@ class CircuitBreaker:
         while True:
             if self.given_up:
                 raise CircuitOpen(
-                    f"the tagging service failed {self.threshold} calls in a row, "
+                    f"{self.service} failed {self.threshold} calls in a row, "
                     f"{self.opens} times; stopped calling it (last: {self._last_reason})"
                 )
             if self._open_until is None:
@@ -155,6 +161,6 @@ class CircuitBreaker:
             self._open_until = self._clock() + self.cooldown_s
             if not self.given_up:
                 log.warning(
-                    "the tagging service failed %d calls in a row: pausing %.0f s",
-                    self._failures, self.cooldown_s,
+                    "%s failed %d calls in a row: pausing %.0f s",
+                    self.service, self._failures, self.cooldown_s,
                 )  # fmt: skip

@@ -1,0 +1,148 @@
+"""`catalog push`: write the catalog's tags back to the media servers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from catalog.aio import run_interruptible
+from catalog.cli.common import ServerOpt, print_json, stderr, stdout
+from catalog.cli.jobs import JobOptions, JobRun, job_command, run_job
+from catalog.config import PushConfig, ServerConfig, Settings
+from catalog.http import HttpStats, RetryPolicy
+from catalog.push import Candidate, Change, PushOptions, PushReport, PushSelection, run_push
+from catalog.sources.connect import WRITE_ANSWER_BYTES, open_writer
+from catalog.tagging.flow import CircuitBreaker, LimiterPacing, RateLimiter
+
+app = typer.Typer()
+
+LibraryOpt = Annotated[
+    list[str] | None,
+    typer.Option("--library", "-l", help="Only items of this library (repeatable)."),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print per item the tags it would add and remove.")
+]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", min=1, help="Push at most this many items.")
+]
+UndoOpt = Annotated[
+    bool, typer.Option("--undo", help="Take back every tag push added (the server's own stay).")
+]
+AllowManyOpt = Annotated[
+    bool, typer.Option("--allow-many", help="Change more items than \\[push] max_items allows.")
+]
+PUSH_HELP = """Write the catalog's tags (tagger and manual) back to a media server.
+
+    The configured server, or --server NAME. Per item the server keeps the tags it has that
+    push did not add, and gets the catalog's; tags push added that the catalog dropped are
+    removed. Only items whose tags differ are written; --undo takes back what push added."""
+
+
+@job_command(app, help=PUSH_HELP)
+def push(
+    job: JobOptions,
+    server: ServerOpt = None,
+    library: LibraryOpt = None,
+    dry_run: DryRunOpt = False,
+    limit: LimitOpt = None,
+    undo: UndoOpt = False,
+    allow_many: AllowManyOpt = False,
+) -> None:
+    """Write the catalog's tags back to a media server (see PUSH_HELP)."""
+
+    def recipe(run: JobRun) -> PushReport | None:
+        settings = run.settings(server=server)
+        target = settings.server()
+        run.observe(server=target.name)
+        selection = PushSelection(target.name, tuple(library or ()), limit, undo)
+        options = _options(settings.push, allow_many, dry_run, job.json_out)
+        return push_job(run, settings, target, selection, options)
+
+    run_job("push", job, recipe, push_table, observed=not dry_run)
+
+
+def _options(push: PushConfig, allow_many: bool, dry_run: bool, json_out: bool) -> PushOptions:
+    return PushOptions(
+        concurrency=push.concurrency, batch_size=push.batch_size, max_items=push.max_items,
+        max_share=push.max_share, allow_many=allow_many, dry_run=dry_run,
+        on_change=_DryRun(json_out) if dry_run else None,
+    )  # fmt: skip
+
+
+def push_job(
+    run: JobRun,
+    settings: Settings,
+    server: ServerConfig,
+    selection: PushSelection,
+    options: PushOptions,
+) -> PushReport | None:
+    """One recorded push of `server` (a dry run: its changes, printed; nothing recorded)."""
+    engine = run.catalog(settings)
+    progress = run.progress() if not options.dry_run else None
+    report, stats, push = PushReport(server=server.name), HttpStats(), settings.push
+
+    async def work() -> PushReport:
+        pacing = LimiterPacing(RateLimiter(push.rate, push.effective_burst))
+        async with open_writer(
+            server, _policy(push, server), pacing=pacing, concurrency=push.concurrency,
+            stats=stats,
+        ) as writer:  # fmt: skip
+            return await run_push(
+                engine, writer, _breaker(push, server), selection, report, stats, options,
+                progress, settings.retention,
+            )  # fmt: skip
+
+    if isinstance(options.on_change, _DryRun):
+        run_interruptible(work)
+        options.on_change.render(report)
+        return None
+    return run.job(report, work)
+
+
+def _policy(push: PushConfig, server: ServerConfig) -> RetryPolicy:
+    return RetryPolicy.of(push, max_bytes=WRITE_ANSWER_BYTES, redirect_hosts=server.redirect_hosts)
+
+
+def _breaker(push: PushConfig, server: ServerConfig) -> CircuitBreaker:
+    return CircuitBreaker(
+        push.breaker_failures, push.breaker_cooldown_s, push.breaker_max_opens,
+        service=f"the {server.kind} server {server.name!r}",
+    )  # fmt: skip
+
+
+class _DryRun:
+    """A dry run's changes: a line per item as they are found (+tag to add, -tag to remove),
+    or, with --json, one document at the end."""
+
+    def __init__(self, json_out: bool) -> None:
+        self.json_out = json_out
+        self.changes: list[dict[str, Any]] = []
+
+    def __call__(self, candidate: Candidate, change: Change) -> None:
+        if self.json_out:
+            change_of = {"add": list(change.add), "remove": list(change.remove)}
+            self.changes.append({"id": candidate.media_id, "name": candidate.name, **change_of})
+            return
+        added = " ".join(f"+{t}" for t in change.add)
+        removed = " ".join(f"-{t}" for t in change.remove)
+        line = f"{candidate.media_id}  {candidate.name}  {added} {removed}".rstrip()
+        stdout.print(line, highlight=False, markup=False)
+
+    def render(self, report: PushReport) -> None:
+        if self.json_out:
+            print_json({**report.as_dict(), "changes": self.changes})
+        else:
+            stderr.print(f"dry run: {report.selected:,} item(s) selected, nothing written",
+                         highlight=False)  # fmt: skip
+
+
+def push_table(report: PushReport) -> None:
+    table = Table(title=f"push {report.server}: {report.status} in {report.duration_s:.1f} s")
+    columns = ("selected", "pushed", "unchanged", "failed", "retries", "rate_limited")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    table.add_row(*(f"{getattr(report, c):,}" for c in columns))
+    stderr.print(table)
