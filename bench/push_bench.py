@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 # Run as `python bench/push_bench.py`: its own folder is on sys.path.
-from report import machine, write_section
+from report import machine, met, write_section
 from sqlalchemy import text
 from sync_bench import TOKEN, database
 
@@ -122,21 +122,17 @@ def render(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{best['second_writes']} |",
         "",
         f"- Items/s {best['items_per_s']:.1f} = {best['items_per_s'] / ideal_items:.1%} of "
-        f"ideal (target ≥ 95%: {_met(best['items_per_s'] >= 0.95 * ideal_items)}); runs "
+        f"ideal (target ≥ 95%: {met(best['items_per_s'] >= 0.95 * ideal_items)}); runs "
         f"{[round(r['items_per_s'], 1) for r in runs]}; wall time with start-up "
         f"{best['wall_s']:.1f} s for {best['pushed']:,} items.",
         f"- Busiest 1-second window at the fake: {window} calls (target ≤ rate + burst = "
-        f"{RATE + BURST:.0f}: {_met(window <= RATE + BURST)}); most calls in flight "
-        f"{in_flight} (cap {CONCURRENCY}: {_met(in_flight <= CONCURRENCY)}).",
+        f"{RATE + BURST:.0f}: {met(window <= RATE + BURST)}); most calls in flight "
+        f"{in_flight} (cap {CONCURRENCY}: {met(in_flight <= CONCURRENCY)}).",
         f"- A second push right after selects {best['second_selected']} items and makes "
         f"{best['second_writes']} write calls.",
         "",
     ]  # fmt: skip
     return "\n".join(lines)
-
-
-def _met(ok: bool) -> str:
-    return "met" if ok else "missed"
 
 
 def main() -> None:

@@ -94,3 +94,8 @@ def machine(postgres_version: str | None = None) -> str:
     if postgres_version:
         text += f", PostgreSQL {postgres_version} on the same machine"
     return text
+
+
+def met(ok: bool) -> str:
+    """A target's verdict, as BENCHMARKS.md words it."""
+    return "met" if ok else "missed"

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 # Run as `python bench/retag_bench.py`: its own folder is on sys.path.
-from report import machine, write_section
+from report import machine, met, write_section
 from sqlalchemy import text
 from sync_bench import TOKEN, database, fake_server
 
@@ -211,17 +211,17 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"- Ideal: min(rate, concurrency / latency) = {ideal:.0f} items/s. Fault-free: "
         f"{clean['items_per_s']:.1f} items/s = {clean['items_per_s'] / ideal:.1%} of ideal "
-        f"(target ≥ 95%: {_met(clean['items_per_s'] >= 0.95 * ideal)}); runs "
+        f"(target ≥ 95%: {met(clean['items_per_s'] >= 0.95 * ideal)}); runs "
         f"{clean['items_per_s_all']}; wall time with start-up {clean['wall_s']:.1f} s.",
         f"- Busiest 1-second window at the fake: {max(clean['max_window'], faulty['max_window'])}"
         f" requests (target ≤ rate + burst = {RATE + BURST:.0f}: "
-        f"{_met(max(clean['max_window'], faulty['max_window']) <= RATE + BURST)}); most calls "
+        f"{met(max(clean['max_window'], faulty['max_window']) <= RATE + BURST)}); most calls "
         f"in flight {max(clean['max_in_flight'], faulty['max_in_flight'])} (cap {CONCURRENCY}).",
         f"- {clean['items_per_s'] / r['baseline']:.0f} times the predecessor's single worker "
         f"({r['baseline']:.1f} items/s, bound by one call's latency).",
-        f"- With faults: every item tagged exactly once: {_met(faulty['exactly_once'])}; "
+        f"- With faults: every item tagged exactly once: {met(faulty['exactly_once'])}; "
         f"{faulty['items_per_s']:.1f} items/s = {ratio:.0%} of fault-free (target ≥ 80%: "
-        f"{_met(ratio >= 0.8)}). Each of the run's {faulty['rate_limited']} 429s pauses every "
+        f"{met(ratio >= 0.8)}). Each of the run's {faulty['rate_limited']} 429s pauses every "
         "worker for its Retry-After, as the issue requires, and nothing is sent meanwhile: "
         f"counted in full, those pauses cap the run at {ceiling:.1f} items/s "
         f"({ceiling / clean['items_per_s']:.0%} of fault-free); it does "
@@ -232,7 +232,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"- Selection on PostgreSQL: {sel['selected']:,} overdue of {2 * sel['selected']:,} "
         f"items streamed in {sel['seconds']:.2f} s ({sel['selected'] / sel['seconds']:,.0f} "
         f"items/s) with {sel['statements']} statements (target ≤ 1 + items/1,000 = "
-        f"{1 + sel['selected'] // 1000}: {_met(sel['statements'] <= 1 + sel['selected'] / 1000)})"
+        f"{1 + sel['selected'] // 1000}: {met(sel['statements'] <= 1 + sel['selected'] / 1000)})"
         ". Each batch of 1,000 is one statement that also brings the items' genres and tags.",
         "",
     ]  # fmt: skip
@@ -245,10 +245,6 @@ def _row(name: str, r: dict[str, Any], ideal: float) -> str:
         f"| {r['max_in_flight']} | {r['retries']} | {r['rate_limited']} | "
         f"{'yes' if r['exactly_once'] else 'NO'} |"
     )
-
-
-def _met(ok: bool) -> str:
-    return "met" if ok else "missed"
 
 
 def main() -> None:
