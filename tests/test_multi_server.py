@@ -6,6 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,6 +178,30 @@ def test_each_server_has_its_own_lock(multi, engine, database_url, fake):
     assert sync_runs(engine) == {"jelly": "ok"}  # a locked run records nothing
     again = multi("sync", "--json")  # the lock was plex's only
     assert again.exit_code == 0 and sync_runs(engine) == {"jelly": "ok", "plex": "ok"}
+
+
+def test_an_interruption_stops_every_server_and_wins(database_url, engine, fake, plex, tmp_path):
+    config = tmp_path / "two.toml"
+    write_config(config, fake, plex, TOKEN)
+    fake.faults = Faults(latency_s=0.1)
+    env = {**os.environ, "CATALOG_DATABASE_URL": database_url, "CATALOG_CONFIG": str(config)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "catalog", "sync", "--json", "--page-size", "10",
+         "--chunk-size", "10"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not held_by_server(engine).get("jelly"):
+        assert time.monotonic() < deadline and proc.poll() is None, "no chunk committed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    summary = json.loads(stdout)
+    assert summary["status"] == "interrupted"
+    assert [(s["server"], s["status"]) for s in summary["servers"]] == [("jelly", "interrupted")]
+    assert sync_runs(engine) == {"jelly": "interrupted"}  # plex never started
+    assert "plex" not in held_by_server(engine)
 
 
 def test_server_flag_syncs_one_with_todays_summary(multi, engine, plex):

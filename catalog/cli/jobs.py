@@ -108,6 +108,7 @@ class JobRun:
         self.report: JobReport | None = None
         self.stack = ExitStack()
         self._progress: Progress | None = None
+        self._engines: dict[str, Engine] = {}
 
     def settings(self, **overrides: Any) -> Settings:
         """The settings, the command's flags over the environment over the file."""
@@ -124,8 +125,10 @@ class JobRun:
 
     def catalog(self, settings: Settings) -> Engine:
         """The catalog at the latest schema, disposed of when the command ends."""
-        engine = open_catalog(settings.database_url)
-        self.stack.callback(engine.dispose)
+        engine = self._engines.get(settings.database_url)
+        if engine is None:  # one per command, however many runs it makes
+            engine = self._engines[settings.database_url] = open_catalog(settings.database_url)
+            self.stack.callback(engine.dispose)
         return engine
 
     def enter(self, context: AbstractContextManager[Any]) -> Any:
