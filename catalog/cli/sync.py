@@ -79,13 +79,20 @@ def sync(
             tuple(library or ()), since_last, prune, allow_mass_delete,
             settings.sync.chunk_size, settings.sync.mass_delete_share,
         )  # fmt: skip
-        if server is None and len(settings.servers) > 1:
-            return sync_servers(run, settings, options)
-        target = settings.server()
-        run.observe(server=target.name)
-        return sync_job(run, settings, target, options)
+        return sync_configured(run, settings, server, options)
 
     run_job("sync", job, recipe, sync_table)
+
+
+def sync_configured(
+    run: JobRun, settings: Settings, server: str | None, options: SyncOptions
+) -> JobReport:
+    """The server named (or the only one): one sync; none named: every configured server's."""
+    if server is None and len(settings.servers) > 1:
+        return sync_servers(run, settings, options)
+    target = settings.server()
+    run.observe(server=target.name)
+    return sync_job(run, settings, target, options)
 
 
 def sync_job(
