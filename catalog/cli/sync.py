@@ -33,6 +33,7 @@ from catalog.errors import CatalogError
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
 from catalog.fakes.plex_server import FakePlexServer
 from catalog.jobs import FAILURE, SIGINT_EXIT, SIGTERM_EXIT, JobReport, ServerRuns, exit_code_of
+from catalog.ops import JobOutcome
 from catalog.reads.libraries import library_overview
 from catalog.runs import FAILED
 from catalog.sources.connect import open_source
@@ -117,15 +118,19 @@ def sync_servers(run: JobRun, settings: Settings, options: SyncOptions) -> Serve
     runs = run.per_server()
     for server in settings.servers.values():
         with run.observed(server.name, settings.database_url) as outcome:
-            report = _sync_one(run, settings, server, options, runs)
-            outcome.counts, outcome.exit_code = report.run_counts(), report.exit_code
-        runs.status = runs.settle()
+            outcome.exit_code = _sync_one(run, settings, server, options, runs, outcome)
     return runs
 
 
 def _sync_one(
-    run: JobRun, settings: Settings, server: ServerConfig, options: SyncOptions, runs: ServerRuns
-) -> JobReport:
+    run: JobRun,
+    settings: Settings,
+    server: ServerConfig,
+    options: SyncOptions,
+    runs: ServerRuns,
+    outcome: JobOutcome,
+) -> int:
+    """Sync one of several servers; its exit code (an interruption is raised)."""
     before = len(runs.servers)
     try:
         sync_job(run, settings, server, options)
@@ -139,7 +144,9 @@ def _sync_one(
             runs.servers.append(SyncReport(server=server.name, status=FAILED, error=str(exc)))
     finally:
         runs.status = runs.settle()
-    return runs.servers[-1]
+        if len(runs.servers) > before:  # interrupted too: the counts of what it did
+            outcome.counts = runs.servers[-1].run_counts()
+    return runs.servers[-1].exit_code
 
 
 def sync_table(report: JobReport) -> None:
