@@ -32,6 +32,7 @@ from catalog.reads.items import (
     LIBRARY,
     MEDIA,
     PAGE_COLUMNS,
+    SERVER,
     SORT_COLUMNS,
     MediaFilter,
     Sort,
@@ -110,6 +111,7 @@ def offset_page(conn: Connection, sort: Sort, depth: int) -> list[dict]:
     query = (
         select(*PAGE_COLUMNS, column.label("sort_key"))
         .join_from(MEDIA, LIBRARY, LIBRARY.c.id == MEDIA.c.library_id)
+        .join(SERVER, SERVER.c.id == LIBRARY.c.server_id)
         .where(*filter_clauses(MediaFilter()))
         .order_by(column.is_(None), column, MEDIA.c.id)
         .offset(depth)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
@@ -64,6 +64,16 @@ SIGINT_EXIT, SIGTERM_EXIT = 130, 143
 # freshness metrics and healthchecks.
 SUCCESS_EXITS = (SUCCESS, PARTIAL_EXIT)
 _BY_STATUS = {e.status: e.code for e in EXIT_CODES if e.status is not None}
+# Several runs in one command (a sync of every configured server) end with the worst of their
+# codes: a failure over a held lock over a partial run over a success. An interruption stops
+# the command and wins over all of them.
+WORST_FIRST = (SIGTERM_EXIT, SIGINT_EXIT, FAILURE, LOCK_HELD_EXIT, PARTIAL_EXIT, SUCCESS)
+
+
+def worst_exit(codes: Iterable[int]) -> int:
+    """The exit code of a command that ran several jobs, from theirs (WORST_FIRST)."""
+    rank = {code: i for i, code in enumerate(WORST_FIRST)}
+    return min(codes, key=lambda code: rank.get(code, rank[FAILURE]), default=SUCCESS)
 
 
 def exit_code_for(status: str) -> int:
@@ -156,6 +166,33 @@ class JobReport:
     @classmethod
     def json_keys(cls) -> list[str]:
         return [f.name for f in fields(cls) if f.name not in cls.INTERNAL]
+
+
+@dataclass(kw_only=True)
+class ServerRuns(JobReport):
+    """One job run on each configured server in turn, as one command's report: `--json`
+    prints `{"status", "servers": [each run's summary]}` and the exit code is the worst of
+    the runs' (worst_exit). Each run keeps its own lock, run record and report."""
+
+    servers: list[JobReport] = field(default_factory=list)
+
+    INTERNAL: ClassVar[tuple[str, ...]] = ("started", "duration_s", "run_id", "error")
+
+    def settle(self) -> str:
+        """The status of the run with the worst exit code (ok with no run)."""
+        worst = worst_exit(r.exit_code for r in self.servers)
+        return next((r.status for r in self.servers if r.exit_code == worst), OK)
+
+    def items(self) -> Items:
+        counts = [r.items() for r in self.servers]
+        return Items(*(sum(getattr(c, k) for c in counts) for k in ("seen", "written", "failed")))
+
+    @property
+    def exit_code(self) -> int:
+        return worst_exit(r.exit_code for r in self.servers)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.settle(), "servers": [r.as_dict() for r in self.servers]}
 
 
 def status_rules_table(jobs: dict[str, type[JobReport]]) -> str:

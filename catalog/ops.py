@@ -36,6 +36,7 @@ HEALTHCHECK_TIMEOUT_S = 5.0
 HEALTHCHECK_MAX_BYTES = 64 * 1024  # the answer is "OK"
 METRICS_LOCK_TIMEOUT_S = 10.0
 ITEM_KINDS = ("seen", "written", "failed")
+SERVER_FIELD = "{server}"  # in a healthcheck URL: one check per server
 
 
 @dataclass
@@ -49,6 +50,10 @@ class JobOutcome:
     exit_code: int = 0
     started: float = field(default_factory=time.monotonic)
     duration_s: float = 0.0
+    # A command that ran the job once per server observed each run on its own (see
+    # catalog.cli.jobs.JobRun.observed): its own outcome writes no metrics, and pings the
+    # healthcheck only when the URL has no `{server}` (one check, the worst run's code).
+    observed_apart: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -72,9 +77,9 @@ def observed_job(
         raise
     finally:
         outcome.duration_s = time.monotonic() - outcome.started
-        if metrics_file is not None:
+        if metrics_file is not None and not outcome.observed_apart:
             write_metrics(metrics_file, outcome)
-        if healthcheck_url:
+        if healthcheck_url and not (outcome.observed_apart and SERVER_FIELD in healthcheck_url):
             ping_healthcheck(healthcheck_url, outcome)
 
 
@@ -236,11 +241,12 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def healthcheck_target(url: str, outcome: JobOutcome) -> str | None:
     """The URL to ping for this outcome, None for none: `{job}` is replaced by the job name
-    (one check per job from one setting); a failure pings URL/fail; a run that found its job
+    and `{server}` by the server's (one check per job, or per job and server, from one
+    setting); a failure pings URL/fail; a run that found its job
     locked pings nothing, since the run holding the lock will report."""
     if outcome.exit_code == LOCK_HELD_EXIT:
         return None
-    url = url.replace("{job}", outcome.job)
+    url = url.replace("{job}", outcome.job).replace(SERVER_FIELD, outcome.server or "")
     return url if outcome.succeeded else url.rstrip("/") + "/fail"
 
 

@@ -32,6 +32,7 @@ from catalog.db.models import (
     MediaTag,
     MediaTagline,
     ProcessRun,
+    Server,
     Tag,
 )
 from catalog.db.refused import REFUSED, refusal
@@ -49,6 +50,7 @@ from catalog.tags.guard import guard_links
 log = logging.getLogger(__name__)
 
 MEDIA, LIBRARY, RUN_ROW = Media.__table__, Library.__table__, ProcessRun.__table__
+SERVER = Server.__table__
 TAG, MEDIA_TAG, TAGLINE = Tag.__table__, MediaTag.__table__, MediaTagline.__table__
 GENRE, MEDIA_GENRE = Genre.__table__, MediaGenre.__table__
 PROCESS = "tagging"
@@ -71,6 +73,7 @@ class Selection:
     changed: bool = False
     force: bool = False
     limit: int | None = None
+    server: str | None = None  # only this server's items
 
 
 def _overdue_where(selection: Selection, now: datetime) -> list[Any]:
@@ -79,9 +82,14 @@ def _overdue_where(selection: Selection, now: datetime) -> list[Any]:
     at the batch's LIMIT; an outer join filtered on its nullable side is estimated so badly
     that PostgreSQL hashes the whole table for every batch instead."""
     where: list[Any] = [MEDIA.c.missing_since.is_(None)]
-    if selection.libraries:
-        names = [name.casefold() for name in selection.libraries]
-        chosen = select(LIBRARY.c.id).where(func.lower(LIBRARY.c.name).in_(names))
+    if selection.libraries or selection.server:
+        chosen = select(LIBRARY.c.id)
+        if selection.libraries:
+            names = [name.casefold() for name in selection.libraries]
+            chosen = chosen.where(func.lower(LIBRARY.c.name).in_(names))
+        if selection.server:
+            servers = select(SERVER.c.id).where(SERVER.c.name == selection.server)
+            chosen = chosen.where(LIBRARY.c.server_id.in_(servers))
         where.append(MEDIA.c.library_id.in_(chosen))
     if not selection.force:
         cutoff = now - timedelta(seconds=selection.older_than_s)

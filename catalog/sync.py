@@ -141,7 +141,9 @@ async def _sync_server(
     report: SyncReport,
 ) -> None:
     wanted = options.libraries or server.libraries
-    libraries = select_libraries(await source.libraries(), wanted, source.syncs_by_default)
+    libraries = select_libraries(
+        await source.libraries(), wanted, source.syncs_by_default, server.name
+    )
     server_id = await db.run(in_transaction, engine, register_server, server)
     for library in libraries:
         library_id, last_sync = await db.run(
@@ -158,6 +160,7 @@ def select_libraries(
     available: list[SourceLibrary],
     wanted: tuple[str, ...],
     by_default: Callable[[SourceLibrary], bool],
+    server: str = "",
 ) -> list[SourceLibrary]:
     """The libraries to sync: the ones named (case-insensitive), else those the source syncs
     by default (its video libraries)."""
@@ -167,7 +170,8 @@ def select_libraries(
     unknown = [name for name in wanted if name.casefold() not in by_name]
     if unknown:
         names = ", ".join(repr(lib.name) for lib in available) or "none"
-        raise ConfigError(f"no library named {unknown[0]!r} on the server (it has: {names})")
+        where = f"server {server!r}" if server else "the server"
+        raise ConfigError(f"no library named {unknown[0]!r} on {where} (it has: {names})")
     return [by_name[name.casefold()] for name in dict.fromkeys(wanted)]
 
 

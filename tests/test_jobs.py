@@ -25,7 +25,13 @@ from test_ops import PingServer, free_port, samples
 from catalog.db.models import Run
 from catalog.fakes.media_server import Faults
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
-from catalog.jobs import EXIT_CODES, exit_code_table, json_keys_table, status_rules_table
+from catalog.jobs import (
+    EXIT_CODES,
+    ServerRuns,
+    exit_code_table,
+    json_keys_table,
+    status_rules_table,
+)
 from catalog.push import PushReport
 from catalog.retag import RetagReport
 from catalog.sync import SyncReport
@@ -36,6 +42,10 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 JOBS = {"sync": SyncReport, "retag": RetagReport, "tags normalize / rename / merge / drop": (
     ChangeReport
 ), "push": PushReport}  # fmt: skip
+# Their --json keys; a sync of several servers wraps the summaries of single syncs.
+JSON_JOBS = {"sync": SyncReport, "sync of several servers (no `--server`)": ServerRuns, **{
+    job: report for job, report in JOBS.items() if job != "sync"
+}}  # fmt: skip
 FAST_TAGGER = """
 [tagger]
 rate = 500.0
@@ -280,13 +290,20 @@ def test_the_readme_shows_the_one_exit_code_table_and_the_status_rules():
     readme = README.read_text(encoding="utf-8")
     assert exit_code_table() in readme
     assert status_rules_table(JOBS) in readme
-    assert json_keys_table(JOBS) in readme
+    assert json_keys_table(JSON_JOBS) in readme
     assert {e.code for e in EXIT_CODES} == {0, 1, 2, 3, 75, 130, 143}
 
 
-def test_every_job_commands_json_keys_are_its_reports(cli, tagger_config):
+def test_every_job_commands_json_keys_are_its_reports(cli, tagger_config, fake, tmp_path):
+    two = tmp_path / "two.toml"
+    two.write_text("".join(
+        f'[servers.{name}]\nurl = "{fake.url}"\ntoken = "{TOKEN}"\n' for name in ("a", "b")
+    ))  # fmt: skip
+    two.chmod(0o600)
+    several = {"CATALOG_CONFIG": str(two), "CATALOG_SERVER_URL": None, "CATALOG_SERVER_TOKEN": None}
     produced = [
         (SyncReport, cli("sync", "--json")),
+        (ServerRuns, cli("sync", "--json", env=several)),
         (RetagReport, cli("retag", "--json", env=tagger_config)),
         (ChangeReport, cli("tags", "normalize", "--json")),
         (ChangeReport, cli("tags", "rename", "nosuch", "other", "--json")),  # a failed change
@@ -294,6 +311,9 @@ def test_every_job_commands_json_keys_are_its_reports(cli, tagger_config):
     ]
     for report, out in produced:
         assert list(out.json()) == report.json_keys(), (report.__name__, out.stderr)
+    assert [list(each) for each in produced[1][1].json()["servers"]] == [
+        SyncReport.json_keys(), SyncReport.json_keys(),
+    ]  # fmt: skip
 
 
 def test_job_commands_are_short_recipes_over_one_skeleton():

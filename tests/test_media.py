@@ -397,7 +397,8 @@ def test_an_unknown_library_or_server_is_named(cli, shelf):
     out = cli("media", "list", "--library", "Movis")
     assert out.exit_code == 2
     assert out.stderr.strip() == (
-        "error: no library named 'Movis' in the catalog (it has: 'Films', 'Movies', 'Shows')"
+        "error: no library named 'Movis' in the catalog "
+        "(it has: 'Films' on 'cabin', 'Movies' on 'home', 'Shows' on 'home')"
     )
     out = cli("media", "list", "--server", "attic")
     assert out.exit_code == 2 and "no server named 'attic'" in out.stderr

@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 from catalog.aio import interruptible, run_interruptible
 from catalog.cli import common
 from catalog.cli.common import (
+    error_line,
     errors,
     logs_are_json,
     open_catalog,
@@ -37,11 +38,11 @@ from catalog.cli.common import (
     setup_logging,
     stderr,
 )
-from catalog.config import Settings, load_settings
-from catalog.jobs import JobReport
-from catalog.ops import JobOutcome, observed_job
+from catalog.config import ServerConfig, Settings, load_settings
+from catalog.jobs import SIGINT_EXIT, SIGTERM_EXIT, JobReport, ServerRuns, exit_code_of
+from catalog.ops import SERVER_FIELD, JobOutcome, observed_job
 from catalog.progress import BarProgress, LogProgress, Progress, QuietProgress
-from catalog.runs import OK
+from catalog.runs import FAILED, OK
 
 log = logging.getLogger("catalog.jobs")
 R = TypeVar("R", bound=JobReport)
@@ -101,10 +102,14 @@ def job_command(
 class JobRun:
     """What a recipe works with: settings, the catalog, progress; and the report to render."""
 
-    def __init__(self, options: JobOptions, outcome: JobOutcome | None = None) -> None:
-        self.options, self.outcome = options, outcome
+    def __init__(
+        self, options: JobOptions, outcome: JobOutcome | None = None, observed: bool = True
+    ) -> None:
+        self.options, self.outcome, self.observed_runs = options, outcome, observed
         self.report: JobReport | None = None
         self.stack = ExitStack()
+        self._progress: Progress | None = None
+        self._engines: dict[str, Engine] = {}
 
     def settings(self, **overrides: Any) -> Settings:
         """The settings, the command's flags over the environment over the file."""
@@ -121,8 +126,10 @@ class JobRun:
 
     def catalog(self, settings: Settings) -> Engine:
         """The catalog at the latest schema, disposed of when the command ends."""
-        engine = open_catalog(settings.database_url)
-        self.stack.callback(engine.dispose)
+        engine = self._engines.get(settings.database_url)
+        if engine is None:  # one per command, however many runs it makes
+            engine = self._engines[settings.database_url] = open_catalog(settings.database_url)
+            self.stack.callback(engine.dispose)
         return engine
 
     def enter(self, context: AbstractContextManager[Any]) -> Any:
@@ -130,17 +137,92 @@ class JobRun:
         return self.stack.enter_context(context)
 
     def progress(self) -> Progress:
-        """A bar on a terminal, log lines elsewhere, only the items that failed with --quiet."""
-        opts = self.options
-        if not (opts.quiet or opts.json_out) and stderr.is_terminal:
-            return self.enter(BarProgress(stderr))
-        return QuietProgress() if opts.quiet else LogProgress()
+        """A bar on a terminal, log lines elsewhere, only the items that failed with --quiet;
+        one for the command, however many runs it makes."""
+        if self._progress is None:
+            opts = self.options
+            if not (opts.quiet or opts.json_out) and stderr.is_terminal:
+                self._progress = self.enter(BarProgress(stderr))
+            else:
+                self._progress = QuietProgress() if opts.quiet else LogProgress()
+        return self._progress
 
     def job(self, report: R, work: Callable[[], Awaitable[Any]]) -> R:
-        """Run the job's coroutine (signals cancel it); `report` is rendered whatever happens."""
-        self.report = report
+        """Run the job's coroutine (signals cancel it); `report` is rendered whatever happens
+        (within the command's ServerRuns, if it runs the job once per server)."""
+        if isinstance(self.report, ServerRuns):
+            self.report.servers.append(report)
+        else:
+            self.report = report
         run_interruptible(work)
         return report
+
+    def per_server(self) -> ServerRuns:
+        """Render the runs the command makes from now on as one ServerRuns report, each run
+        observed on its own (see `observed`) rather than the command as a whole."""
+        runs = ServerRuns()
+        self.report = runs
+        if self.outcome is not None:
+            self.outcome.observed_apart = True
+        return runs
+
+    @contextmanager
+    def observed(self, server: str, database_url: str) -> Iterator[JobOutcome]:
+        """One server's run observed on its own: its metrics labelled by server, and its own
+        healthcheck ping if the URL names `{server}` (else the command pings once)."""
+        job = self.outcome.job if self.outcome is not None else "job"
+        opts = self.options
+        ping = opts.healthcheck_url if SERVER_FIELD in (opts.healthcheck_url or "") else None
+        metrics = opts.metrics_file if self.observed_runs else None
+        with observed_job(
+            job, server, metrics_file=metrics, healthcheck_url=ping if self.observed_runs else None
+        ) as outcome:
+            outcome.database_url = database_url
+            yield outcome
+
+
+def each_server(
+    run: JobRun,
+    settings: Settings,
+    one: Callable[[ServerConfig], JobReport],
+    blank: Callable[..., JobReport],
+) -> ServerRuns:
+    """`one` run of the job for each configured server in turn, each under its own lock and
+    observed on its own, as one ServerRuns report. A server that fails (unreachable, refused,
+    locked) is reported and the next one run; an interruption stops them all. `blank`: the
+    job's report class, for a server that failed before its run began."""
+    runs = run.per_server()
+    for server in settings.servers.values():
+        with run.observed(server.name, settings.database_url) as outcome:
+            outcome.exit_code = _run_one(run, server, one, blank, runs, outcome)
+    return runs
+
+
+def _run_one(
+    run: JobRun,
+    server: ServerConfig,
+    one: Callable[[ServerConfig], JobReport],
+    blank: Callable[..., JobReport],
+    runs: ServerRuns,
+    outcome: JobOutcome,
+) -> int:
+    """Run one of several servers' jobs; its exit code (an interruption is raised)."""
+    before = len(runs.servers)
+    try:
+        one(server)
+    except Exception as exc:
+        if exit_code_of(exc) in (SIGINT_EXIT, SIGTERM_EXIT):
+            raise
+        if run.options.debug:
+            stderr.print_exception()
+        error_line(f"server {server.name!r}: {exc}")
+        if len(runs.servers) == before:  # it failed before its run began (the catalog)
+            runs.servers.append(blank(server=server.name, status=FAILED, error=str(exc)))
+    finally:
+        runs.status = runs.settle()
+        if len(runs.servers) > before:  # interrupted too: the counts of what it did
+            outcome.counts = runs.servers[-1].run_counts()
+    return runs.servers[-1].exit_code
 
 
 def run_job(
@@ -159,7 +241,7 @@ def run_job(
         healthcheck_url=options.healthcheck_url if observed else None,
     )  # fmt: skip
     with errors(options.debug), observe as outcome, interruptible():
-        run = JobRun(options, outcome)
+        run = JobRun(options, outcome, observed)
         try:
             with run.stack:
                 report = recipe(run)

@@ -175,12 +175,12 @@ def _render_page(items: list[dict[str, Any]], cursor: str | None, output: Format
         writer.write(items)
         writer.close(cursor)
         return
-    table = Table("id", "name", "year", "kind", "library", "rating", "genres", "tags")
+    table = Table("id", "name", "year", "kind", "server", "library", "rating", "genres", "tags")
     for item in items:
         rating = item["community_rating"]
         table.add_row(
             str(item["id"]), item["name"] + (" (missing)" if item["missing_since"] else ""),
-            str(item["year"] or ""), item["kind"], item["library"],
+            str(item["year"] or ""), item["kind"], item["server"], item["library"],
             f"{rating:.1f}" if rating is not None else "", ", ".join(item["genres"]),
             _shorten(item["tags"]),
         )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -9,9 +10,10 @@ from rich.table import Table
 
 from catalog.aio import run_interruptible
 from catalog.cli.common import ServerOpt, print_json, stderr, stdout
-from catalog.cli.jobs import JobOptions, JobRun, job_command, run_job
+from catalog.cli.jobs import JobOptions, JobRun, each_server, job_command, run_job
 from catalog.config import PushConfig, ServerConfig, Settings
 from catalog.http import HttpStats, RetryPolicy
+from catalog.jobs import JobReport, ServerRuns
 from catalog.push import Candidate, Change, PushOptions, PushReport, PushSelection, run_push
 from catalog.sources.connect import WRITE_ANSWER_BYTES, open_writer
 from catalog.tagging.flow import CircuitBreaker, LimiterPacing, RateLimiter
@@ -53,15 +55,37 @@ def push(
 ) -> None:
     """Write the catalog's tags back to a media server (see PUSH_HELP)."""
 
-    def recipe(run: JobRun) -> PushReport | None:
+    def recipe(run: JobRun) -> JobReport | None:
         settings = run.settings(server=server)
-        target = settings.server()
-        run.observe(server=target.name)
-        selection = PushSelection(target.name, tuple(library or ()), limit, undo)
         options = _options(settings.push, allow_many, dry_run, job.json_out)
-        return push_job(run, settings, target, selection, options)
+
+        def one(target: ServerConfig) -> PushReport | None:
+            selection = PushSelection(target.name, tuple(library or ()), limit, undo)
+            return push_job(run, settings, target, selection, options)
+
+        return push_configured(run, settings, server, one, dry_run)
 
     run_job("push", job, recipe, push_table, observed=not dry_run)
+
+
+def push_configured(
+    run: JobRun,
+    settings: Settings,
+    server: str | None,
+    one: Callable[[ServerConfig], PushReport | None],
+    dry_run: bool,
+) -> JobReport | None:
+    """The server named (or the only one): one push; none named: every configured server's
+    (a dry run prints each one's changes in turn)."""
+    if server is not None or len(settings.servers) <= 1:
+        target = settings.server()
+        run.observe(server=target.name)
+        return one(target)
+    if dry_run:
+        for target in settings.servers.values():
+            one(target)
+        return None
+    return each_server(run, settings, one, PushReport)
 
 
 def _options(push: PushConfig, allow_many: bool, dry_run: bool, json_out: bool) -> PushOptions:
@@ -139,7 +163,12 @@ class _DryRun:
                          highlight=False)  # fmt: skip
 
 
-def push_table(report: PushReport) -> None:
+def push_table(report: JobReport) -> None:
+    if isinstance(report, ServerRuns):
+        for one in report.servers:
+            push_table(one)
+        return
+    assert isinstance(report, PushReport)
     table = Table(title=f"push {report.server}: {report.status} in {report.duration_s:.1f} s")
     columns = ("selected", "pushed", "unchanged", "failed", "retries", "rate_limited")
     for column in columns:

@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine
 
 from catalog.cli.common import print_json, stderr, stdout
 from catalog.cli.jobs import JobOptions, JobRun, job_command, run_job
 from catalog.config import Settings, TaggerConfig, parse_duration
 from catalog.errors import ConfigError
+from catalog.reads.items import MediaFilter, check_names
 from catalog.retag import (
     RetagReport,
     Selection,
@@ -77,6 +79,9 @@ def retag(
     dry_run: DryRunOpt = False,
     rate: RateOpt = None,
     concurrency: ConcurrencyOpt = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="Only this server's items.")
+    ] = None,
 ) -> None:
     """Tag overdue items through the tagging service (see RETAG_HELP)."""
 
@@ -87,7 +92,7 @@ def retag(
             tagger_rate=rate, tagger_concurrency=concurrency, tagger_older_than=older_than
         )
         older = parse_duration(settings.tagger.older_than, "--older-than")
-        selection = Selection(older, tuple(library or ()), changed, force, limit)
+        selection = Selection(older, tuple(library or ()), changed, force, limit, server)
         if dry_run:
             return _dry_run(run, settings, selection, job.json_out)
         return retag_job(run, settings, _require_url(settings.tagger, settings), selection)
@@ -109,6 +114,7 @@ def retag_job(
 ) -> RetagReport:
     """One recorded retag of what `selection` takes."""
     engine, progress = run.catalog(settings), run.progress()
+    check_selection(engine, selection)
     report = RetagReport()
     batching = WriteBatching(tagger.batch_size, tagger.flush_s)
 
@@ -123,6 +129,7 @@ def retag_job(
 
 def _dry_run(run: JobRun, settings: Settings, selection: Selection, json_out: bool) -> None:
     engine = run.catalog(settings)
+    check_selection(engine, selection)
     now = utcnow()
     with engine.connect() as conn:
         total = count_overdue(conn, selection, now)
@@ -134,6 +141,13 @@ def _dry_run(run: JobRun, settings: Settings, selection: Selection, json_out: bo
     stdout.print(f"{total:,} item(s) would be tagged", highlight=False)
     for item in items[:total]:
         stdout.print(f"  {item['id']}  {item['name']}", highlight=False, markup=False)
+
+
+def check_selection(engine: Engine, selection: Selection) -> None:
+    """A --server or --library that names nothing in the catalog is a typo: say so (naming
+    what there is) before a run that would select nothing."""
+    with engine.connect() as conn:
+        check_names(conn, MediaFilter(libraries=selection.libraries, server=selection.server))
 
 
 def retag_table(report: RetagReport) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import platformdirs
 import typer
 from rich.table import Table
+from sqlalchemy import Engine
 
 from catalog.aio import run_interruptible
 from catalog.cli.common import (
@@ -17,6 +18,7 @@ from catalog.cli.common import (
     JsonOpt,
     QuietOpt,
     ServerOpt,
+    error_line,
     errors,
     open_catalog,
     print_json,
@@ -24,11 +26,13 @@ from catalog.cli.common import (
     stderr,
     stdout,
 )
-from catalog.cli.jobs import JobOptions, JobRun, job_command, run_job
+from catalog.cli.jobs import JobOptions, JobRun, each_server, job_command, run_job
 from catalog.config import APP_NAME, SERVER_KINDS, ServerConfig, Settings, load_settings
 from catalog.db.engine import mask_url
+from catalog.errors import CatalogError
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
 from catalog.fakes.plex_server import FakePlexServer
+from catalog.jobs import FAILURE, SIGINT_EXIT, SIGTERM_EXIT, JobReport, ServerRuns, exit_code_of
 from catalog.reads.libraries import library_overview
 from catalog.sources.connect import open_source
 from catalog.sync import SyncOptions, SyncReport, run_sync
@@ -64,20 +68,30 @@ def sync(
     page_size: PageSizeOpt = None,
     server: ServerOpt = None,
 ) -> None:
-    """Sync the server's libraries into the catalog (full, or --since-last)."""
+    """Sync the server's libraries into the catalog (full, or --since-last); with several
+    servers configured and no --server, each of them in turn."""
 
-    def recipe(run: JobRun) -> SyncReport:
+    def recipe(run: JobRun) -> JobReport:
         run.observe(server=server)
         settings = run.settings(server=server, chunk_size=chunk_size, page_size=page_size)
-        target = settings.server()
-        run.observe(server=target.name)
         options = SyncOptions(
             tuple(library or ()), since_last, prune, allow_mass_delete,
             settings.sync.chunk_size, settings.sync.mass_delete_share,
         )  # fmt: skip
-        return sync_job(run, settings, target, options)
+        return sync_configured(run, settings, server, options)
 
     run_job("sync", job, recipe, sync_table)
+
+
+def sync_configured(
+    run: JobRun, settings: Settings, server: str | None, options: SyncOptions
+) -> JobReport:
+    """The server named (or the only one): one sync; none named: every configured server's."""
+    if server is None and len(settings.servers) > 1:
+        return sync_servers(run, settings, options)
+    target = settings.server()
+    run.observe(server=target.name)
+    return sync_job(run, settings, target, options)
 
 
 def sync_job(
@@ -95,7 +109,19 @@ def sync_job(
     return run.job(report, work)
 
 
-def sync_table(report: SyncReport) -> None:
+def sync_servers(run: JobRun, settings: Settings, options: SyncOptions) -> ServerRuns:
+    """One recorded sync of each configured server in turn (see `each_server`)."""
+    return each_server(
+        run, settings, lambda server: sync_job(run, settings, server, options), SyncReport
+    )
+
+
+def sync_table(report: JobReport) -> None:
+    if isinstance(report, ServerRuns):
+        for each in report.servers:
+            sync_table(each)
+        return
+    assert isinstance(report, SyncReport)
     if not report.libraries:
         return
     table = Table(title=f"sync of {report.server!r}: {report.status} in {report.duration_s:.1f} s")
@@ -119,40 +145,82 @@ def libraries(
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """The server's libraries and what the catalog holds of each."""
+    """The server's libraries and what the catalog holds of each; with several servers
+    configured and no --server, every server's."""
     setup_logging(True, debug)
     with errors(debug):
         settings = load_settings(config, database_url=database_url, server=server)
-        target = settings.server()
+        several = server is None and len(settings.servers) > 1
+        targets = list(settings.servers.values()) if several else [settings.server()]
         engine = open_catalog(settings.database_url)
+        try:
+            rows, failed = _libraries_of(engine, settings, targets, debug)
+        finally:
+            engine.dispose()
+    if json_out:
+        where = {"servers": [t.name for t in targets]} if several else {"server": targets[0].name}
+        print_json({**where, "libraries": rows})
+    else:
+        _libraries_table(rows, targets, several)
+    if failed:
+        raise typer.Exit(FAILURE)
 
-        async def fetch() -> list:
+
+def _libraries_of(
+    engine: Engine, settings: Settings, targets: list[ServerConfig], debug: bool
+) -> tuple[list[dict[str, Any]], bool]:
+    """Each server's libraries as rows; a server that cannot be listed is one error line
+    (with several servers, the others are still listed)."""
+    rows: list[dict[str, Any]] = []
+    failed = False
+    for target in targets:
+
+        async def fetch(target: ServerConfig = target) -> list:
             async with open_source(target, settings.sync) as source:
                 return await source.libraries()
 
-        found = run_interruptible(fetch)
+        try:
+            found = run_interruptible(fetch)
+        except CatalogError as exc:
+            if len(targets) == 1 or exit_code_of(exc) in (SIGINT_EXIT, SIGTERM_EXIT):
+                raise
+            if debug:
+                stderr.print_exception()
+            error_line(f"server {target.name!r}: {exc}")
+            failed = True
+            continue
         with engine.connect() as conn:
             held = library_overview(conn, target.name)
-        rows = [_library_row(lib, held.get(lib.external_id)) for lib in found]
-    if json_out:
-        print_json({"server": target.name, "libraries": rows})
-        return
-    table = Table(title=f"libraries of {target.name!r} ({target.url})")
-    for column in ("name", "kind", "id", "items", "missing", "last sync"):
+        rows += [_library_row(target.name, lib, held.get(lib.external_id)) for lib in found]
+    return rows, failed
+
+
+def _libraries_table(
+    rows: list[dict[str, Any]], targets: list[ServerConfig], several: bool
+) -> None:
+    first = targets[0]
+    names = ", ".join(repr(t.name) for t in targets)
+    table = Table(
+        title=f"libraries of {names}" if several else f"libraries of {first.name!r} ({first.url})"
+    )
+    columns = ("server", "name", "kind", "id", "items", "missing", "last sync")
+    for column in columns if several else columns[1:]:
         table.add_column(column, justify="right" if column in ("items", "missing") else "left")
     for row in rows:
         last = row["last_sync_at"][:19] if row["last_sync_at"] else "never"
-        table.add_row(
+        cells = [
             row["name"], row["kind"] or "", row["id"], f"{row['items']:,}", f"{row['missing']:,}",
             last,
-        )  # fmt: skip
+        ]  # fmt: skip
+        table.add_row(*([row["server"], *cells] if several else cells))
     stdout.print(table)
 
 
-def _library_row(lib: Any, held: dict[str, Any] | None) -> dict[str, Any]:
+def _library_row(server: str, lib: Any, held: dict[str, Any] | None) -> dict[str, Any]:
     held = held or {}
     last = held.get("last_sync_at")
     return {
+        "server": server,
         "name": lib.name,
         "kind": lib.kind,
         "id": lib.external_id,

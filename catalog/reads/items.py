@@ -71,15 +71,16 @@ _decode_pairs = msgspec.json.Decoder(list[tuple[int, str]]).decode
 MAX_PAGE = 5_000  # a page is held, and rendered, whole
 
 PAGE_COLUMNS = (
-    MEDIA.c.id, MEDIA.c.external_id, LIBRARY.c.name.label("library"), MEDIA.c.kind,
+    MEDIA.c.id, MEDIA.c.external_id, SERVER.c.name.label("server"),
+    LIBRARY.c.name.label("library"), MEDIA.c.kind,
     MEDIA.c.name, MEDIA.c.year, MEDIA.c.premiere, MEDIA.c.community_rating,
     MEDIA.c.critic_rating, MEDIA.c.official_rating, MEDIA.c.subtitles, MEDIA.c.added_at,
     MEDIA.c.missing_since,
 )  # fmt: skip
 ITEM_FIELDS = (
-    "id", "external_id", "library", "kind", "name", "year", "premiere", "community_rating",
-    "critic_rating", "official_rating", "subtitles", "added_at", "missing_since", "genres",
-    "tags", "taglines",
+    "id", "external_id", "server", "library", "kind", "name", "year", "premiere",
+    "community_rating", "critic_rating", "official_rating", "subtitles", "added_at",
+    "missing_since", "genres", "tags", "taglines",
 )  # fmt: skip
 """The fields of a listed item, in order (the CSV columns)."""
 
@@ -189,6 +190,7 @@ def page_query(
     base = (
         select(*PAGE_COLUMNS, column.label("sort_key"))
         .join_from(MEDIA, LIBRARY, LIBRARY.c.id == MEDIA.c.library_id)
+        .join(SERVER, SERVER.c.id == LIBRARY.c.server_id)
         .where(*filter_clauses(filters))
     )
     key, last_id = position if position else (None, None)
@@ -291,17 +293,26 @@ def check_names(conn: Connection, filters: MediaFilter) -> None:
                 f"(it has: {', '.join(map(repr, servers)) or 'none'})"
             )
     if filters.libraries:
-        query = select(LIBRARY.c.name).order_by(LIBRARY.c.name)
+        query = (
+            select(LIBRARY.c.name, SERVER.c.name.label("server"))
+            .join_from(LIBRARY, SERVER, SERVER.c.id == LIBRARY.c.server_id)
+            .order_by(LIBRARY.c.name, SERVER.c.name)
+        )
         if filters.server:
-            query = query.where(LIBRARY.c.server_id.in_(_server_ids(filters.server)))
-        libraries = list(conn.execute(query).scalars())
-        known = {name.lower() for name in libraries}
+            query = query.where(SERVER.c.name == filters.server)
+        libraries = conn.execute(query).all()
+        known = {row.name.lower() for row in libraries}
         for name in filters.libraries:
             if name.lower() not in known:
                 raise BadFilter(
-                    f"no library named {name!r} in the catalog "
-                    f"(it has: {', '.join(map(repr, libraries)) or 'none'})"
+                    f"no library named {name!r} in the catalog (it has: {library_names(libraries)})"
                 )
+
+
+def library_names(rows: Sequence[Row]) -> str:
+    """Libraries as a message names them: `'Movies' on 'den', 'Movies' on 'loft'`, since two
+    servers' libraries often share a name."""
+    return ", ".join(f"{row.name!r} on {row.server!r}" for row in rows) or "none"
 
 
 # -- related sets -------------------------------------------------------------------------------
@@ -320,10 +331,11 @@ def load_items(conn: Connection, rows: Sequence[Row]) -> list[dict[str, Any]]:
     items = []
     # Unpacked by position: attribute access on 100,000 rows costs more than the query.
     for row in rows:
-        (media_id, external_id, library, kind, name, year, premiere, community_rating,
+        (media_id, external_id, server, library, kind, name, year, premiere, community_rating,
          critic_rating, official_rating, subtitles, added_at, missing_since, _) = row  # fmt: skip
         items.append({
-            "id": media_id, "external_id": external_id, "library": library, "kind": kind,
+            "id": media_id, "external_id": external_id, "server": server, "library": library,
+            "kind": kind,
             "name": name, "year": year, "premiere": premiere,
             "community_rating": community_rating, "critic_rating": critic_rating,
             "official_rating": official_rating, "subtitles": bool(subtitles),
