@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.table import Table
 from sqlalchemy import Connection, Engine
 
 from catalog.config import load_settings
@@ -159,3 +160,12 @@ def print_json(data: Any) -> None:
 
 
 # -- sync ---------------------------------------------------------------------------------------
+
+
+def counts_table(title: str, report: Any, columns: tuple[str, ...]) -> None:
+    """One row of a report's counts under `title`, on stderr (stdout stays for data)."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    table.add_row(*(f"{getattr(report, c):,}" for c in columns))
+    stderr.print(table)

@@ -6,10 +6,9 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from catalog.aio import run_interruptible
-from catalog.cli.common import ServerOpt, print_json, stderr, stdout
+from catalog.cli.common import ServerOpt, counts_table, print_json, stderr, stdout
 from catalog.cli.jobs import JobOptions, JobRun, each_server, job_command, run_job
 from catalog.config import PushConfig, ServerConfig, Settings
 from catalog.http import HttpStats, RetryPolicy
@@ -169,9 +168,6 @@ def push_table(report: JobReport) -> None:
             push_table(one)
         return
     assert isinstance(report, PushReport)
-    table = Table(title=f"push {report.server}: {report.status} in {report.duration_s:.1f} s")
+    title = f"push {report.server}: {report.status} in {report.duration_s:.1f} s"
     columns = ("selected", "pushed", "unchanged", "failed", "retries", "rate_limited")
-    for column in columns:
-        table.add_column(column.replace("_", " "), justify="right")
-    table.add_row(*(f"{getattr(report, c):,}" for c in columns))
-    stderr.print(table)
+    counts_table(title, report, columns)

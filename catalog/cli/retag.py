@@ -6,10 +6,9 @@ import logging
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from sqlalchemy import Engine
 
-from catalog.cli.common import print_json, stderr, stdout
+from catalog.cli.common import counts_table, print_json, stdout
 from catalog.cli.jobs import JobOptions, JobRun, job_command, run_job
 from catalog.config import Settings, TaggerConfig, parse_duration
 from catalog.errors import ConfigError
@@ -151,9 +150,6 @@ def check_selection(engine: Engine, selection: Selection) -> None:
 
 
 def retag_table(report: RetagReport) -> None:
-    table = Table(title=f"retag: {report.status} in {report.duration_s:.1f} s")
+    title = f"retag: {report.status} in {report.duration_s:.1f} s"
     columns = ("selected", "tagged", "failed", "skipped", "retries", "rate_limited")
-    for column in columns:
-        table.add_column(column.replace("_", " "), justify="right")
-    table.add_row(*(f"{getattr(report, c):,}" for c in columns))
-    stderr.print(table)
+    counts_table(title, report, columns)
