@@ -35,11 +35,13 @@ UndoOpt = Annotated[
 AllowManyOpt = Annotated[
     bool, typer.Option("--allow-many", help="Change more items than \\[push] max_items allows.")
 ]
-PUSH_HELP = """Write the catalog's tags (tagger and manual) back to a media server.
-
-    The configured server, or --server NAME. Per item the server keeps the tags it has that
-    push did not add, and gets the catalog's; tags push added that the catalog dropped are
-    removed. Only items whose tags differ are written; --undo takes back what push added."""
+PUSH_HELP = (
+    "Write the catalog's tags (tagger and manual) back to the media servers.\n\n"
+    "The server named by --server; without it, the only one, or each configured server in "
+    "turn. Per item the server keeps the tags it has that push did not add, and gets the "
+    "catalog's; tags push added that the catalog dropped are removed. Only items whose tags "
+    "differ are written; --undo takes back what push added."
+)
 
 
 @job_command(app, help=PUSH_HELP)
