@@ -35,7 +35,7 @@ from catalog.db.models import (
     Server,
     Tag,
 )
-from catalog.db.refused import REFUSED, refusal
+from catalog.db.refused import refusal, refused_by
 from catalog.errors import CircuitOpen, MalformedAnswer, TaggerCallFailed, TaggerError
 from catalog.http import HttpStats
 from catalog.items import ItemCheck
@@ -519,7 +519,7 @@ def write_batch(engine: Engine, batch: list[Outcome], now: datetime) -> WriteCou
     bad answer fails only its own item. Statements grow with the number of bad answers."""
     try:
         counts = in_transaction(engine, write_outcomes, batch, now)
-    except REFUSED as exc:
+    except refused_by(engine.dialect.name) as exc:
         if len(batch) == 1 and batch[0].answer is not None:
             reason = f"refused by the database: {refusal(exc)}"
             return write_batch(engine, [Outcome(batch[0].request, error=reason)], now)

@@ -21,7 +21,7 @@ from catalog.config import ServerConfig
 from catalog.db.engine import in_transaction
 from catalog.db.locks import job_lock
 from catalog.db.models import LINK_TABLES, Library, Media, Server
-from catalog.db.refused import REFUSED, refusal
+from catalog.db.refused import refusal, refused_by
 from catalog.db.writers import ChunkCounts, writer_for
 from catalog.errors import ConfigError, MassDeleteRefused
 from catalog.http import HttpStats
@@ -258,7 +258,7 @@ class _LibrarySync:
         try:
             with self.engine.begin() as conn:
                 counts = self.writer.upsert_chunk(conn, library_id, chunk, parse, seen_at)
-        except REFUSED as exc:
+        except refused_by(self.engine.dialect.name) as exc:
             if len(chunk) == 1:
                 self._refused(library_id, chunk[0], refusal(exc), seen_at)
                 return

@@ -133,3 +133,14 @@ def test_a_catalog_newer_than_the_program_says_so_and_is_left_alone(cli, engine)
         assert out.stderr.strip().splitlines() == [message], args
     assert "newer than this program" in cli("db", "current").stdout
     assert current_revision(engine) == "0099"
+
+
+def test_the_cli_starts_without_the_postgresql_driver() -> None:
+    """A SQLite user's every command pays for what `import catalog.cli` loads: psycopg only
+    comes in when a PostgreSQL catalog is opened."""
+    import subprocess
+    import sys
+
+    probe = "import sys, catalog.cli; print('psycopg' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
