@@ -36,7 +36,7 @@ from catalog.items import (
     RawItem,
     Unsafe,
 )
-from catalog.sources.listing import content_hash, drop_repeats, rating
+from catalog.sources.listing import HttpSource, content_hash, drop_repeats, rating
 
 log = logging.getLogger(__name__)
 
@@ -131,29 +131,16 @@ def auth_headers(kind: str, token: str) -> dict[str, str]:
     }
 
 
-class JellyfinSource:
+class JellyfinSource(HttpSource):
     """A Jellyfin (or Emby, with kind="emby") server, read through the HTTP seam we are given
     (`catalog.sources.connect.open_source` builds it)."""
 
     def __init__(self, http: HttpClient, *, kind: str = "jellyfin", page_size: int = 500) -> None:
-        self.http = http
+        super().__init__(http, page_size=page_size)
         self.kind = kind
-        self.page_size = page_size
-        self.url = http.base_url
-
-    @property
-    def who(self) -> str:
-        return self.http.peer.name
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
         return await self.http.get(path, params)
-
-    def _decode(self, body: bytes, type_: Any, path: str) -> Any:
-        try:
-            return msgspec.json.decode(body, type=type_)
-        except msgspec.DecodeError as exc:
-            message = f"{self.who} sent an unexpected answer to {path}: {exc}"
-            raise SourceResponseError(message) from exc
 
     async def libraries(self) -> list[Library]:
         """Every library: VirtualFolders with an API key, the user's views with a user token."""

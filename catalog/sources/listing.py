@@ -1,11 +1,38 @@
-"""What every source's listing shares: the digest that tells an unchanged item before it is
-parsed, the drop of items repeated at a page boundary, and the bounds of a rating."""
+"""What every source's listing shares: the HTTP plumbing of a source, the digest that tells an
+unchanged item before it is parsed, the drop of items repeated at a page boundary, and the
+bounds of a rating."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
+import msgspec
+
+from catalog.errors import SourceResponseError
+from catalog.http import HttpClient
 from catalog.items import RawItem, Unsafe
+
+
+class HttpSource:
+    """A media server read through the HTTP seam we are given
+    (`catalog.sources.connect.open_source` builds it); answers decoded with msgspec."""
+
+    def __init__(self, http: HttpClient, *, page_size: int = 500) -> None:
+        self.http = http
+        self.page_size = page_size
+        self.url = http.base_url
+
+    @property
+    def who(self) -> str:
+        return self.http.peer.name
+
+    def _decode(self, body: bytes, type_: Any, path: str) -> Any:
+        try:
+            return msgspec.json.decode(body, type=type_)
+        except msgspec.DecodeError as exc:
+            message = f"{self.who} sent an unexpected answer to {path}: {exc}"
+            raise SourceResponseError(message) from exc
 
 
 def content_hash(body: bytes) -> str:

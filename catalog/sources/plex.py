@@ -19,8 +19,6 @@ from typing import Any
 import msgspec
 
 from catalog import __version__
-from catalog.errors import SourceResponseError
-from catalog.http import HttpClient
 from catalog.items import (
     OFFICIAL_RATING_CHARS,
     YEARS,
@@ -32,7 +30,7 @@ from catalog.items import (
     RawItem,
     Unsafe,
 )
-from catalog.sources.listing import content_hash, drop_repeats, rating
+from catalog.sources.listing import HttpSource, content_hash, drop_repeats, rating
 
 PRODUCT = "catalog"
 # Plex metadata types: the numbers /library/sections/{key}/all?type= takes.
@@ -126,20 +124,11 @@ def credentials(token: str) -> dict[str, str]:
     return {"X-Plex-Token": token}
 
 
-class PlexSource:
+class PlexSource(HttpSource):
     """A Plex Media Server, read through the HTTP seam we are given
     (`catalog.sources.connect.open_source` builds it, with `client_headers`)."""
 
     kind = "plex"
-
-    def __init__(self, http: HttpClient, *, page_size: int = 500) -> None:
-        self.http = http
-        self.page_size = page_size
-        self.url = http.base_url
-
-    @property
-    def who(self) -> str:
-        return self.http.peer.name
 
     async def _get(
         self, path: str, params: dict[str, Any] | None = None, window: tuple[int, int] | None = None
@@ -149,13 +138,6 @@ class PlexSource:
             headers = {"X-Plex-Container-Start": str(window[0]),
                        "X-Plex-Container-Size": str(window[1])}  # fmt: skip
         return await self.http.get(path, params, headers=headers)
-
-    def _decode(self, body: bytes, type_: Any, path: str) -> Any:
-        try:
-            return msgspec.json.decode(body, type=type_)
-        except msgspec.DecodeError as exc:
-            message = f"{self.who} sent an unexpected answer to {path}: {exc}"
-            raise SourceResponseError(message) from exc
 
     def syncs_by_default(self, library: Library) -> bool:
         """Movie and show sections; music and photo sections only when named."""
