@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, and_, case, delete, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from catalog.aio import DbThread, prefetch
 from catalog.config import ServerConfig
 from catalog.db.engine import in_transaction
 from catalog.db.locks import job_lock
-from catalog.db.models import LINK_TABLES, Library, Media, Server
+from catalog.db.models import LINK_TABLES, Library, Media, Server, SyncSeen
 from catalog.db.refused import refusal, refused_by
 from catalog.db.writers import ChunkCounts, writer_for
 from catalog.errors import ConfigError, MassDeleteRefused
@@ -35,6 +35,7 @@ from catalog.sources import Source
 log = logging.getLogger(__name__)
 
 MEDIA, LIBRARY, SERVER = Media.__table__, Library.__table__, Server.__table__
+SEEN = SyncSeen.__table__
 # MinDateLastSaved is compared with the server's clock; look back a little further so clock
 # skew can't hide an edit. Re-reading an unchanged item costs no write.
 SINCE_LAST_MARGIN = timedelta(minutes=10)
@@ -191,9 +192,13 @@ class _LibrarySync:
         self.options, self.progress, self.result = options, progress, result
         self.writer = writer_for(engine.dialect.name)
         self.eager = True  # parse pages as they arrive; see _write_chunk
+        self.full = True  # a full pass notes the unchanged items it sees, for _reconcile
 
     async def run(self, library: SourceLibrary, library_id: int, since: datetime | None) -> None:
         seen_at = utcnow()
+        self.full = since is None
+        if self.full:
+            await self.db.run(in_transaction, self.engine, forget_seen, library_id)
         items: list[RawItem] = []
         parsed: dict[str, MediaItem | InvalidItem] = {}
         # Double buffering: the chunk being written (on the database thread) and the one being
@@ -221,7 +226,7 @@ class _LibrarySync:
                 writing.cancel()  # the chunk in flight still commits or rolls back whole
                 await asyncio.gather(writing, return_exceptions=True)
         await self._write(library_id, items, parsed, seen_at)
-        if since is None:
+        if self.full:
             await self._reconcile(library_id, library.name, seen_at)
         await self.db.run(
             in_transaction, self.engine, mark_synced, library_id, seen_at, since is None
@@ -257,7 +262,9 @@ class _LibrarySync:
 
         try:
             with self.engine.begin() as conn:
-                counts = self.writer.upsert_chunk(conn, library_id, chunk, parse, seen_at)
+                counts = self.writer.upsert_chunk(
+                    conn, library_id, chunk, parse, seen_at, record_seen=self.full
+                )
         except refused_by(self.engine.dialect.name) as exc:
             if len(chunk) == 1:
                 self._refused(library_id, chunk[0], refusal(exc), seen_at)
@@ -333,26 +340,41 @@ def mark_missing(
     conn: Connection, library_id: int, name: str, seen_at: datetime, options: SyncOptions
 ) -> tuple[int, int]:
     """After a full pass: items not seen get `missing_since` (or are deleted with prune).
-    Refuses when that would hit more than the allowed share of the library."""
-    unseen = (MEDIA.c.library_id == library_id, MEDIA.c.last_seen_at != seen_at)
-    unseen_listed = case((and_(*unseen, MEDIA.c.missing_since.is_(None)), 1), else_=0)
-    present, newly = conn.execute(
-        select(func.count(), func.coalesce(func.sum(unseen_listed), 0)).where(
+    Refuses when that would hit more than the allowed share of the library. Seen: written by
+    this pass (`last_seen_at`), or found unchanged by it (sync_seen)."""
+    noted = select(SEEN.c.media_id).where(
+        SEEN.c.library_id == library_id, SEEN.c.media_id == MEDIA.c.id
+    )
+    unseen = (
+        MEDIA.c.library_id == library_id,
+        MEDIA.c.last_seen_at != seen_at,
+        ~noted.exists(),
+    )
+    present = conn.execute(
+        select(func.count()).where(
             MEDIA.c.library_id == library_id, MEDIA.c.missing_since.is_(None)
         )
-    ).one()
+    ).scalar_one()
+    # Mark first, judge after: a refusal rolls the transaction back, and one pass over the
+    # library costs half of counting the unseen items before marking them.
+    newly = conn.execute(
+        update(MEDIA).where(*unseen, MEDIA.c.missing_since.is_(None)).values(missing_since=seen_at)
+    ).rowcount
     if present and newly > options.mass_delete_share * present and not options.allow_mass_delete:
         raise MassDeleteRefused(
             f"library {name!r}: refusing to mark {newly} of {present} items missing "
             f"(more than {options.mass_delete_share:.0%}); if the server really lost them, "
             "run again with --allow-mass-delete"
         )
-    if options.prune:
-        return newly, delete_media(conn, select(MEDIA.c.id).where(*unseen))
-    conn.execute(
-        update(MEDIA).where(*unseen, MEDIA.c.missing_since.is_(None)).values(missing_since=seen_at)
-    )
-    return newly, 0
+    pruned = delete_media(conn, select(MEDIA.c.id).where(*unseen)) if options.prune else 0
+    forget_seen(conn, library_id)
+    return newly, pruned
+
+
+def forget_seen(conn: Connection, library_id: int) -> None:
+    """Empty the library's sync_seen: its pass is reconciled, or a new one starts (after one
+    that was killed before it could reconcile)."""
+    conn.execute(delete(SEEN).where(SEEN.c.library_id == library_id))
 
 
 def delete_media(conn: Connection, ids: Any) -> int:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from conftest import TOKEN
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, update
 
 from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, Run, Tag
 from catalog.fakes.media_server import Faults
+from catalog.runs import utcnow
 from catalog.sources.jellyfin import parse_item
 
 MEDIA = Media.__table__
@@ -76,11 +77,12 @@ def test_resync_of_unchanged_library_writes_nothing(cli, engine):
     before = media_rows(engine)
     summary = cli("sync", "--json").json()
     assert [lib["unchanged"] for lib in summary["libraries"]] == [60, 44]
-    assert all(lib["inserted"] == lib["updated"] == 0 for lib in summary["libraries"])
-    after = media_rows(engine)
-    for external_id, row in after.items():
-        assert row["updated_at"] == before[external_id]["updated_at"]
-        assert row["last_seen_at"] > before[external_id]["last_seen_at"]
+    assert all(
+        lib["inserted"] == lib["updated"] == lib["missing"] == 0 for lib in summary["libraries"]
+    )
+    assert media_rows(engine) == before  # not even a last_seen_at stamp
+    with engine.connect() as conn:  # the pass's scratch is gone once it is reconciled
+        assert conn.execute(text("SELECT count(*) FROM sync_seen")).scalar() == 0
 
 
 def test_changed_item_is_rewritten_and_its_server_links_replaced(cli, fake, engine):
@@ -115,6 +117,36 @@ def test_items_gone_from_the_server_are_marked_missing_then_back(cli, fake, engi
     assert summary["libraries"][0]["missing"] == 1
     assert media_rows(engine)[gone]["missing_since"] is not None
     assert links_of(engine, gone)[0], "soft delete keeps the links"
+
+
+def test_an_unchanged_item_back_from_missing_is_stamped_not_rewritten(cli, fake, engine):
+    cli("sync")
+    back = fake.item_id("Movies", 4)
+    with engine.begin() as conn:  # marked missing by an earlier sync, listed again since
+        conn.execute(
+            update(MEDIA).where(MEDIA.c.external_id == back).values(missing_since=utcnow())
+        )
+    before = media_rows(engine)[back]
+    summary = cli("sync", "--json").json()
+    assert summary["libraries"][0]["unchanged"] == 60
+    row = media_rows(engine)[back]
+    assert row["missing_since"] is None
+    assert row["updated_at"] == before["updated_at"]
+    assert row["last_seen_at"] > before["last_seen_at"]
+
+
+def test_seen_marks_left_by_a_killed_pass_do_not_hide_a_gone_item(cli, fake, engine):
+    cli("sync")
+    gone = fake.item_id("Movies", 7)
+    with engine.begin() as conn:  # a pass killed before it reconciled noted the item as seen
+        media_id = conn.execute(select(MEDIA.c.id).where(MEDIA.c.external_id == gone)).scalar()
+        library_id = conn.execute(select(MEDIA.c.library_id).where(MEDIA.c.id == media_id)).scalar()
+        conn.execute(
+            text("INSERT INTO sync_seen VALUES (:l, :m)"), {"l": library_id, "m": media_id}
+        )
+    fake.remove("Movies", 7)
+    assert cli("sync", "--json").json()["libraries"][0]["missing"] == 1
+    assert media_rows(engine)[gone]["missing_since"] is not None
 
 
 def test_prune_deletes_missing_items_and_their_links(cli, fake, engine):

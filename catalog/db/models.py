@@ -254,6 +254,21 @@ class PushedTag(Base):
     pushed_at: Mapped[datetime]
 
 
+class SyncSeen(Base):
+    """Scratch of a full sync in progress: the unchanged items of a library it has seen. They
+    are not rewritten (that is what makes a re-sync cheap), so this is how the reconciliation
+    tells them from the items gone from the server. Emptied when the pass is reconciled, and
+    when the next pass starts after one that was killed."""
+
+    __tablename__ = "sync_seen"
+    __table_args__ = (NO_ROWID,)
+
+    library_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    media_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+
+
 LINK_TABLES = (
     MediaTag.__table__,
     MediaGenre.__table__,
