@@ -11,15 +11,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Sequence
 from enum import Enum, StrEnum
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from catalog.cli.common import error_line
-
-USAGE_EXIT = 2  # Click's, and the exit-code table's "usage or config error"
 
 
 def closed_set(name: str, values: Iterable[str]) -> type[StrEnum]:
@@ -72,16 +70,12 @@ class CatalogGroup(_NaturalUsage, TyperGroup):
         except NoArgsIsHelpError as exc:  # the help was printed: that is the answer
             sys.exit(exc.exit_code)
         except ClickException as exc:
-            _usage_error(exc)
+            error_line(usage_message(exc))
+            sys.exit(exc.exit_code)
         except typer.Abort:
             error_line("aborted")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
-
-
-def _usage_error(exc: ClickException) -> NoReturn:
-    error_line(usage_message(exc))
-    sys.exit(exc.exit_code)
 
 
 def usage_message(exc: ClickException) -> str:
