@@ -8,6 +8,7 @@
     ├── BadFilter                a filter names nothing in the catalog; an ambiguous id (exit 2)
     ├── NoSuchItem               no item with the id asked for
     ├── DatabaseError            the catalog database cannot be reached or used
+    │   ├── CatalogMissing       the catalog named does not exist (only a sync creates one)
     │   └── SchemaTooNew         the catalog was migrated by a newer catalog than this one
     ├── LockHeld                 another run of the same job holds its lock (exit 75)
     ├── MassDeleteRefused        a full sync would mark too much of a library missing
@@ -76,6 +77,11 @@ class NoSuchItem(CatalogError):
 
 class DatabaseError(CatalogError):
     """The catalog database cannot be reached or used."""
+
+
+class CatalogMissing(DatabaseError):
+    """The catalog database named does not exist: only a sync (or the demo) creates one, so a
+    mistyped path is an error rather than a new empty catalog."""
 
 
 class SchemaTooNew(DatabaseError):

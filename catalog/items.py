@@ -32,6 +32,8 @@ EXTERNAL_ID_CHARS = 64  # media.external_id, media.parent_external_id, library.e
 KIND_CHARS = 20  # media.kind
 OFFICIAL_RATING_CHARS = 40  # media.official_rating
 NAME_CHARS = 200  # tag.name, genre.name, tag_alias.raw_name
+# The kinds of item the catalog holds (media.kind): what every source maps its types to.
+MEDIA_KINDS = ("episode", "movie", "musicvideo", "series", "video")
 INT32 = (-(2**31), 2**31 - 1)  # Integer columns on PostgreSQL
 YEARS = (1, 9999)  # what both databases (and Python's datetime) hold
 MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)  # PostgreSQL's limit on a zone displacement

@@ -14,6 +14,9 @@ RUN = Run.__table__
 RUNNING, OK, PARTIAL, FAILED, INTERRUPTED, ABANDONED = (
     "running", "ok", "partial", "failed", "interrupted", "abandoned",
 )  # fmt: skip
+# What a run's `command` can be: the jobs, and `tags` for a vocabulary change by hand (`catalog
+# status --job` takes one of these).
+COMMANDS = ("sync", "retag", "normalize", "tags", "push")
 LOCKED = "locked"  # a report's status only: a run that found its lock held records nothing
 # A partial run still did its job (items failed are counted apart): it counts as a success for
 # "when did this job last succeed" (freshness metrics, healthchecks).
@@ -38,6 +41,8 @@ def utcnow() -> datetime:
 def start_run(engine: Engine, command: str, server: str | None) -> int:
     """Record a run as started. Call with the job's lock held: any earlier run of the same job
     still marked running was killed before it could say so, and is marked abandoned."""
+    if command not in COMMANDS:  # `catalog status --job` offers only these
+        raise ValueError(f"unknown command {command!r} (known: {', '.join(COMMANDS)})")
     with engine.begin() as conn:
         conn.execute(
             update(RUN)

@@ -377,6 +377,16 @@ def forget_seen(conn: Connection, library_id: int) -> None:
     conn.execute(delete(SEEN).where(SEEN.c.library_id == library_id))
 
 
+def forget_server(conn: Connection, name: str) -> int:
+    """Delete a server's libraries and items, with their links (its run records stay); the
+    number of items deleted. The demo starts afresh with this."""
+    server_id = select(SERVER.c.id).where(SERVER.c.name == name).scalar_subquery()
+    libraries = select(LIBRARY.c.id).where(LIBRARY.c.server_id == server_id)
+    deleted = delete_media(conn, select(MEDIA.c.id).where(MEDIA.c.library_id.in_(libraries)))
+    conn.execute(delete(LIBRARY).where(LIBRARY.c.server_id == server_id))
+    return deleted
+
+
 def delete_media(conn: Connection, ids: Any) -> int:
     """Delete media rows (a select of ids) and, in the same transaction, every link to them:
     link tables carry no foreign keys, so nothing else would."""

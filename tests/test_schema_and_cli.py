@@ -49,8 +49,13 @@ def test_help_documents_exit_codes():
 
 
 def test_db_upgrade_and_current_on_a_new_catalog(tmp_path):
-    url = f"sqlite:///{tmp_path / 'new.db'}"
+    path = tmp_path / "new.db"
+    url = f"sqlite:///{path}"
     runner = CliRunner()
+    out = runner.invoke(app, ["db", "current", "--database-url", url])
+    assert out.exit_code == 1 and f"no catalog database at {path}" in out.stderr
+    assert not path.exists()  # only an upgrade (or a sync) creates the catalog
+    path.touch()  # an empty database: no schema yet
     out = runner.invoke(app, ["db", "current", "--database-url", url])
     assert "revision none" in out.stdout and "behind" in out.stdout
     out = runner.invoke(app, ["db", "upgrade", "--database-url", url])

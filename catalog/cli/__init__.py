@@ -12,11 +12,11 @@ import typer
 from catalog import __version__
 from catalog.cli import db, push, retag, schedule, status, sync, tags
 from catalog.cli.common import EXIT_CODES_HELP, stdout
+from catalog.cli.parsing import CatalogTyper
 
-app = typer.Typer(
+app = CatalogTyper(
     help=f"Keep a SQL catalog of a Jellyfin or Emby server's libraries.\n\n{EXIT_CODES_HELP}",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 # sync, libraries and demo are top-level commands, defined in their own module.

@@ -21,7 +21,7 @@ from rich.table import Table
 from sqlalchemy import Connection, Engine
 
 from catalog.config import load_settings
-from catalog.db.engine import check_connection, create_catalog_engine
+from catalog.db.engine import check_connection, create_catalog_engine, require_catalog
 from catalog.db.migrate import ensure_current
 from catalog.errors import CatalogError
 from catalog.jobs import SIGINT_EXIT, exit_code_of, exit_codes_help
@@ -44,7 +44,10 @@ DatabaseOpt = Annotated[
                  "then a SQLite file in the user data directory).", show_default=False),
 ]  # fmt: skip
 ServerOpt = Annotated[
-    str | None, typer.Option("--server", help="Which configured server ([servers.NAME]).")
+    str | None,
+    typer.Option(
+        "--server", help="The configured server to use: NAME of its \\[servers.NAME] table."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
@@ -135,8 +138,12 @@ def error_line(message: str) -> None:
     typer.echo(f"{prefix} {REDACTOR(message)}", err=True)
 
 
-def open_catalog(url: str) -> Engine:
-    """An engine on a reachable catalog at the latest schema."""
+def open_catalog(url: str, create: bool = False) -> Engine:
+    """An engine on a reachable catalog at the latest schema. A SQLite file that does not exist
+    is made only with `create` (a sync, the demo): a read of a mistyped path is an error, not
+    a new empty catalog."""
+    if not create:
+        require_catalog(url)
     engine = create_catalog_engine(url)
     check_connection(engine)
     ensure_current(engine)

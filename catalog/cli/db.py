@@ -18,13 +18,14 @@ from catalog.cli.common import (
     stderr,
     stdout,
 )
+from catalog.cli.parsing import CatalogTyper
 from catalog.config import load_settings
-from catalog.db.engine import check_connection, create_catalog_engine, mask_url
+from catalog.db.engine import check_connection, create_catalog_engine, mask_url, require_catalog
 from catalog.db.integrity import orphan_counts
 from catalog.db.migrate import current_revision, head_revision, is_newer, upgrade
 from catalog.jobs import FAILURE, SUCCESS
 
-app = typer.Typer(help="The catalog database: migrations and integrity.", no_args_is_help=True)
+app = CatalogTyper(help="The catalog database: migrations and integrity.", no_args_is_help=True)
 
 
 @app.command("upgrade")
@@ -53,9 +54,9 @@ def db_current(
 ) -> None:
     """Show the catalog's schema revision and the latest one."""
     with errors(debug):
-        engine = create_catalog_engine(
-            load_settings(config, database_url=database_url).database_url
-        )
+        url = load_settings(config, database_url=database_url).database_url
+        require_catalog(url)
+        engine = create_catalog_engine(url)
         check_connection(engine)
         current, head = current_revision(engine), head_revision()
         state = (

@@ -124,11 +124,13 @@ class JobRun:
             if self.outcome is not None:
                 setattr(self.outcome, key, value)
 
-    def catalog(self, settings: Settings) -> Engine:
-        """The catalog at the latest schema, disposed of when the command ends."""
+    def catalog(self, settings: Settings, create: bool = False) -> Engine:
+        """The catalog at the latest schema, disposed of when the command ends. `create`: a
+        SQLite catalog that does not exist yet is made (a sync); otherwise that is an error."""
         engine = self._engines.get(settings.database_url)
         if engine is None:  # one per command, however many runs it makes
-            engine = self._engines[settings.database_url] = open_catalog(settings.database_url)
+            engine = open_catalog(settings.database_url, create=create)
+            self._engines[settings.database_url] = engine
             self.stack.callback(engine.dispose)
         return engine
 

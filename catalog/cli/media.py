@@ -26,7 +26,9 @@ from catalog.cli.common import (
     stdout,
 )
 from catalog.cli.output import Format, ItemWriter, next_page_hint
+from catalog.cli.parsing import CatalogTyper, closed_set
 from catalog.config import load_settings
+from catalog.items import MEDIA_KINDS
 from catalog.reads.items import (
     ANY,
     ITEM_FIELDS,
@@ -47,7 +49,10 @@ ALL_PAGE_SIZE = 2_000  # --all reads this many items per query: few round trips,
 YEAR_HELP = "Released in this year or range, inclusive (1940..1959; 1940.. and ..1959 are open)."
 FORMAT_HELP = "Output format (default: table on a terminal, else json)."
 
-app = typer.Typer(help="The catalog's items: list them with filters, a page at a time; show one.")
+app = CatalogTyper(help="The catalog's items: list them with filters, a page at a time; show one.")
+
+
+MediaKind = closed_set("MediaKind", MEDIA_KINDS)
 
 
 class SortKey(StrEnum):
@@ -75,7 +80,10 @@ def list_command(
         str | None, typer.Option("--server", help="Only this server's items.")
     ] = None,
     kind: Annotated[
-        list[str] | None, typer.Option("--kind", help="movie, series or episode (repeatable).")
+        list[MediaKind] | None,
+        typer.Option(
+            "--kind", case_sensitive=False, help="Of this kind (repeatable: any of them)."
+        ),
     ] = None,
     tag: Annotated[
         list[str] | None,
@@ -130,7 +138,7 @@ def list_command(
         raise typer.BadParameter("--all streams data: use --format json, ndjson or csv")
     years = _years(year)
     filters = MediaFilter(
-        libraries=tuple(library or ()), server=server, kinds=tuple(kind or ()),
+        libraries=tuple(library or ()), server=server, kinds=tuple(k.value for k in kind or ()),
         tags=tuple(tag or ()), genres=tuple(genre or ()), year_from=years[0], year_to=years[1],
         presence=MISSING if missing else ANY if include_missing else PRESENT,
         untagged=untagged, search=search,
@@ -196,7 +204,9 @@ def _shorten(names: list[str], most: int = 6) -> str:
 
 @app.command()
 def show(
-    item: Annotated[str, typer.Argument(help="The item's id, or the server's id for it.")],
+    item: Annotated[
+        str, typer.Argument(metavar="ITEM", help="The item's id, or the server's id for it.")
+    ],
     config: ConfigOpt = None,
     database_url: DatabaseOpt = None,
     json_out: JsonOpt = False,

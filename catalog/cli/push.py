@@ -10,6 +10,7 @@ import typer
 from catalog.aio import run_interruptible
 from catalog.cli.common import ServerOpt, counts_table, print_json, stderr, stdout
 from catalog.cli.jobs import JobOptions, JobRun, each_server, job_command, run_job
+from catalog.cli.parsing import CatalogTyper
 from catalog.config import PushConfig, ServerConfig, Settings
 from catalog.http import HttpStats, RetryPolicy
 from catalog.jobs import JobReport, ServerRuns
@@ -17,7 +18,7 @@ from catalog.push import Candidate, Change, PushOptions, PushReport, PushSelecti
 from catalog.sources.connect import WRITE_ANSWER_BYTES, open_writer
 from catalog.tagging.flow import CircuitBreaker, LimiterPacing, RateLimiter
 
-app = typer.Typer()
+app = CatalogTyper()
 
 LibraryOpt = Annotated[
     list[str] | None,

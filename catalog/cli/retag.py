@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from catalog.cli.common import counts_table, print_json, stdout
 from catalog.cli.jobs import JobOptions, JobRun, job_command, run_job
+from catalog.cli.parsing import CatalogTyper
 from catalog.config import Settings, TaggerConfig, parse_duration
 from catalog.errors import ConfigError
 from catalog.reads.items import MediaFilter, check_names
@@ -24,7 +25,7 @@ from catalog.retag import (
 from catalog.runs import utcnow
 from catalog.tagging.client import TaggerClient
 
-app = typer.Typer()
+app = CatalogTyper()
 log = logging.getLogger("catalog.retag")
 DRY_RUN_SHOWN = 10
 

@@ -35,6 +35,7 @@ from catalog.cli.common import (
     stderr,
     stdout,
 )
+from catalog.cli.parsing import CatalogTyper
 from catalog.config import Settings, default_config_path, load_settings
 from catalog.db.engine import parse_url, sqlite_path
 from catalog.errors import ConfigError
@@ -53,7 +54,7 @@ from catalog.schedule import (
 
 log = logging.getLogger(__name__)
 
-app = typer.Typer(
+app = CatalogTyper(
     help="The configured jobs' schedules (\\[schedule] in the config): show them, emit crontab, "
     "systemd or Kubernetes forms of them, or run them in the foreground."
 )

@@ -20,18 +20,21 @@ from catalog.cli.common import (
     setup_logging,
     stdout,
 )
+from catalog.cli.parsing import CatalogTyper, closed_set
 from catalog.ops import job_items
 from catalog.reads.runs import recent_runs
+from catalog.runs import COMMANDS
 
-app = typer.Typer()
+app = CatalogTyper()
+RunCommand = closed_set("RunCommand", COMMANDS)
 
 
 @app.command()
 def status(
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs.")] = 20,
     job: Annotated[
-        list[str] | None,
-        typer.Option("--job", help="Only runs of this command, e.g. sync (repeatable)."),
+        list[RunCommand] | None,
+        typer.Option("--job", help="Only runs of this command (repeatable)."),
     ] = None,
     config: ConfigOpt = None,
     database_url: DatabaseOpt = None,
@@ -41,7 +44,7 @@ def status(
     """The last runs, newest first: command, server, start, duration, status, items, error."""
     setup_logging(True, debug)
     with errors(debug), catalog_connection(config, database_url) as conn:
-        runs = [run_row(run) for run in recent_runs(conn, limit, tuple(job or ()))]
+        runs = [run_row(run) for run in recent_runs(conn, limit, tuple(j.value for j in job or ()))]
     if json_out:
         print_json({"runs": runs})
     else:

@@ -27,6 +27,7 @@ from catalog.cli.common import (
     stdout,
 )
 from catalog.cli.jobs import JobOptions, JobRun, each_server, job_command, run_job
+from catalog.cli.parsing import CatalogTyper, closed_set
 from catalog.config import APP_NAME, SERVER_KINDS, ServerConfig, Settings, load_settings
 from catalog.db.engine import mask_url
 from catalog.errors import CatalogError
@@ -35,10 +36,10 @@ from catalog.fakes.plex_server import FakePlexServer
 from catalog.jobs import FAILURE, SIGINT_EXIT, SIGTERM_EXIT, JobReport, ServerRuns, exit_code_of
 from catalog.reads.libraries import library_overview
 from catalog.sources.connect import open_source
-from catalog.sync import SyncOptions, SyncReport, run_sync
+from catalog.sync import SyncOptions, SyncReport, forget_server, run_sync
 
 log = logging.getLogger(__name__)
-app = typer.Typer()
+app = CatalogTyper()
 
 LibraryOpt = Annotated[
     list[str] | None, typer.Option("--library", "-l", help="Sync only this library (repeatable).")
@@ -98,7 +99,7 @@ def sync_job(
     run: JobRun, settings: Settings, server: ServerConfig, options: SyncOptions
 ) -> SyncReport:
     """One recorded sync of `server` into the configured catalog."""
-    engine, progress = run.catalog(settings), run.progress()
+    engine, progress = run.catalog(settings, create=True), run.progress()
     report = SyncReport(server=server.name)
 
     async def work() -> SyncReport:
@@ -233,37 +234,42 @@ def _library_row(server: str, lib: Any, held: dict[str, Any] | None) -> dict[str
 # -- demo ---------------------------------------------------------------------------------------
 
 DEMO_TOKEN = "demo-token"
+DEMO_SERVER = "demo"
+ServerKind = closed_set("ServerKind", SERVER_KINDS)
 
 
 @app.command()
 def demo(
     items: Annotated[int, typer.Option("--items", min=1, help="Items in the demo server.")] = 2000,
     kind: Annotated[
-        str, typer.Option("--kind", help="The server to fake: jellyfin, emby or plex.")
-    ] = "jellyfin",
+        ServerKind, typer.Option("--kind", help="The server to fake.")
+    ] = ServerKind.jellyfin,
     database_url: DatabaseOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Start the bundled fake server on 127.0.0.1 and sync it into a demo catalog of its own."""
+    """Start the bundled fake server on 127.0.0.1 and sync it into a demo catalog of its own
+    (what an earlier demo left there is replaced)."""
     url = database_url or f"sqlite:///{platformdirs.user_data_path(APP_NAME) / 'demo.db'}"
     movies = max(items * 3 // 5, 1)
     libraries = [FakeLibrary("Movies", "movies", movies)]
     if items > movies:
         libraries.append(FakeLibrary("TV Shows", "tvshows", items - movies))
-    if kind not in SERVER_KINDS:
-        raise typer.BadParameter(f"must be one of {', '.join(SERVER_KINDS)}", param_hint="--kind")
     fake_server = (
         FakePlexServer(libraries, token=DEMO_TOKEN)
         if kind == "plex"
-        else FakeMediaServer(libraries, kind=kind, token=DEMO_TOKEN)
+        else FakeMediaServer(libraries, kind=kind.value, token=DEMO_TOKEN)
     )
 
     def recipe(run: JobRun) -> SyncReport:
         fake = run.enter(fake_server)
-        server = ServerConfig(name="demo", url=fake.url, kind=kind, token=DEMO_TOKEN)
-        settings = Settings(database_url=url, servers={"demo": server})
+        server = ServerConfig(name=DEMO_SERVER, url=fake.url, kind=kind.value, token=DEMO_TOKEN)
+        settings = Settings(database_url=url, servers={DEMO_SERVER: server})
+        # The demo server's items are the demo's own: another size or kind replaces them
+        # (a sync would refuse to mark most of them missing), other servers' stay.
+        with run.catalog(settings, create=True).begin() as conn:
+            forget_server(conn, DEMO_SERVER)
         return sync_job(run, settings, server, SyncOptions())
 
     options = JobOptions(database_url=url, json_out=json_out, quiet=quiet, debug=debug)

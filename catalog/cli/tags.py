@@ -24,6 +24,7 @@ from catalog.cli.common import (
 )
 from catalog.cli.jobs import JobOptions, JobRun, job_command, run_job
 from catalog.cli.output import Format, ItemWriter, next_page_hint
+from catalog.cli.parsing import CatalogTyper
 from catalog.reads.tags import BY_COUNT, BY_NAME, list_tags
 from catalog.tags import (
     ChangeReport,
@@ -44,7 +45,7 @@ RULES_HELP = (
     "rules chain (a->b, b->c gives a->c)."
 )
 
-app = typer.Typer(help="The tag vocabulary: list it, normalize it, rename, merge or drop tags.")
+app = CatalogTyper(help="The tag vocabulary: list it, normalize it, rename, merge or drop tags.")
 
 
 class Order(StrEnum):
@@ -144,7 +145,14 @@ def rename(
 @job_command(app)
 def merge(
     job: JobOptions,
-    names: Annotated[list[str], typer.Argument(help="A [B...] INTO C", show_default=False)],
+    names: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="A [B...] INTO C",
+            help="Tags A, B..., the word INTO, then the tag C they become.",
+            show_default=False,
+        ),
+    ],
     dry_run: DryRunOpt = False,
 ) -> None:
     """Merge tags A, B... INTO C: their links move to C (created by renaming A if missing)."""
@@ -155,7 +163,9 @@ def merge(
 @job_command(app)
 def drop(
     job: JobOptions,
-    names: Annotated[list[str], typer.Argument(help="Tags to drop.", show_default=False)],
+    names: Annotated[
+        list[str], typer.Argument(metavar="TAG...", help="Tags to drop.", show_default=False)
+    ],
     dry_run: DryRunOpt = False,
 ) -> None:
     """Drop tags and their links; the next sync leaves them out too."""
@@ -172,7 +182,7 @@ def _split_into(names: list[str]) -> tuple[list[str], str]:
     """`A B... INTO C` → ([A, B...], C); the last INTO (any case) is the keyword."""
     keyword = [i for i, name in enumerate(names) if name.upper() == "INTO"]
     if not keyword or keyword[-1] == 0 or keyword[-1] != len(names) - 2:
-        raise typer.BadParameter("expected A [B...] INTO C", param_hint="NAMES")
+        raise typer.BadParameter("expected A [B...] INTO C", param_hint="the tags to merge")
     return names[: keyword[-1]], names[-1]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,11 +12,13 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from catalog.errors import ConfigError, DatabaseError
+from catalog.errors import CatalogMissing, ConfigError, DatabaseError
 
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# PostgreSQL's answer (in English, its default) to a connection naming no database it has.
+_NO_SUCH_DATABASE = re.compile(r'database ".*" does not exist')
 
 
 def parse_url(url: str) -> URL:
@@ -47,6 +50,17 @@ def sqlite_path(url: URL) -> Path | None:
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     return Path(url.database)
+
+
+def require_catalog(url: str) -> None:
+    """CatalogMissing when `url` names a SQLite file that does not exist (checked before an
+    engine is made: connecting would create it). PostgreSQL: `check_connection` says so."""
+    path = sqlite_path(parse_url(url))
+    if path is not None and not path.exists():
+        raise CatalogMissing(
+            f"no catalog database at {path}: the file does not exist (`catalog sync` creates "
+            "it; check --database-url, CATALOG_DATABASE_URL or database_url in the config)"
+        )
 
 
 def create_catalog_engine(url: str, **kwargs: Any) -> Engine:
@@ -82,6 +96,12 @@ def check_connection(engine: Engine) -> None:
             pass
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        if engine.dialect.name == "postgresql" and _NO_SUCH_DATABASE.search(reason):
+            name = engine.url.database
+            raise CatalogMissing(
+                f"no PostgreSQL database {name!r} at {mask_url(engine.url)}: create it "
+                f"(createdb {name}) or fix the database URL"
+            ) from exc
         raise DatabaseError(
             f"cannot open the catalog database {mask_url(engine.url)}: {reason}"
         ) from exc
