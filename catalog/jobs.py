@@ -13,9 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from catalog.aio import signals_held
 from catalog.errors import CatalogError, Interrupted, LockHeld
@@ -30,6 +28,9 @@ from catalog.runs import (
     finish_run,
     start_run,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 # -- the exit-code table ------------------------------------------------------------------------
 

@@ -1,16 +1,17 @@
-"""Run records: every command run is a row in `run`, kept for a bounded number of runs and days."""
+"""Run records: every command run is a row in `run`, kept for a bounded number of runs and days.
+
+The statuses and the retention are read by every command, `catalog --help` included (the
+exit-code table names them): SQLAlchemy is imported only by the functions that write runs.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
-
-from catalog.db.models import Run
-
-RUN = Run.__table__
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
 RUNNING, OK, PARTIAL, FAILED, INTERRUPTED, ABANDONED = (
     "running", "ok", "partial", "failed", "interrupted", "abandoned",
 )  # fmt: skip
@@ -41,8 +42,11 @@ def utcnow() -> datetime:
 def start_run(engine: Engine, command: str, server: str | None) -> int:
     """Record a run as started. Call with the job's lock held: any earlier run of the same job
     still marked running was killed before it could say so, and is marked abandoned."""
+    from sqlalchemy import insert, update
+
     if command not in COMMANDS:  # `catalog status --job` offers only these
         raise ValueError(f"unknown command {command!r} (known: {', '.join(COMMANDS)})")
+    RUN = _run_table()
     with engine.begin() as conn:
         conn.execute(
             update(RUN)
@@ -62,7 +66,10 @@ def finish_run(
     keep: int | Retention = KEEP_RUNS,
 ) -> None:
     """Record how a run ended and apply the retention (`keep`: a number of runs, or both)."""
+    from sqlalchemy import update
+
     retention = keep if isinstance(keep, Retention) else Retention(keep, None)
+    RUN = _run_table()
     with engine.begin() as conn:
         values = {"status": status, "counts": counts, "error": error, "finished_at": utcnow()}
         conn.execute(update(RUN).where(RUN.c.id == run_id).values(values))
@@ -72,6 +79,9 @@ def finish_run(
 def prune_runs(conn: Connection, retention: Retention, spare: int | None = None) -> None:
     """Delete runs beyond the newest `retention.keep`, and those started more than
     `retention.days` days ago (never the run `spare`, the one being recorded)."""
+    from sqlalchemy import delete, or_, select
+
+    RUN = _run_table()
     # With fewer than `keep` runs the subquery is NULL and nothing is deleted.
     oldest_kept = select(RUN.c.id).order_by(RUN.c.id.desc()).offset(retention.keep - 1).limit(1)
     too_many = RUN.c.id < oldest_kept.scalar_subquery()
@@ -80,3 +90,9 @@ def prune_runs(conn: Connection, retention: Retention, spare: int | None = None)
         return
     too_old = RUN.c.started_at < utcnow() - timedelta(days=retention.days)
     conn.execute(delete(RUN).where(or_(too_many, too_old), RUN.c.id != (spare or -1)))
+
+
+def _run_table() -> Any:
+    from catalog.db.models import Run
+
+    return Run.__table__

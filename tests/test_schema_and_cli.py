@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from catalog.cli import app
+from catalog.cli.lazy import COMMANDS, load_command
 from catalog.db.migrate import HEAD_REVISION, current_revision, head_revision
 from catalog.db.models import Base
 
@@ -27,7 +30,8 @@ def test_database_is_at_the_latest_revision(engine):
 
 
 def all_commands(group, prefix=()):
-    for name, command in group.commands.items():
+    for name in group.list_commands(None):  # the root loads its commands as they are asked for
+        command = group.get_command(None, name)
         path = (*prefix, name)
         if hasattr(command, "commands"):
             yield from all_commands(command, path)
@@ -41,6 +45,34 @@ def test_every_command_has_help(path):
     assert result.exit_code == 0
     command = dict(all_commands(get_command(app)))[path]
     assert command.help and len(command.help.strip()) > 10
+
+
+def test_the_command_table_matches_the_commands():
+    """`catalog --help` lists COMMANDS without loading them: each summary must be what the
+    command says of itself."""
+    root = get_command(app)
+    for name, entry in COMMANDS.items():
+        command = load_command(name, entry)
+        assert command.get_short_help_str(1000) == entry.summary, name
+    assert list(COMMANDS) == root.list_commands(None)
+
+
+def test_help_loads_no_command_and_no_database_library():
+    """Start-up: `catalog --help` imports neither a command module nor SQLAlchemy, httpx,
+    alembic or psycopg (the point of catalog.cli.lazy)."""
+    probe = (
+        "import sys, atexit\n"
+        "heavy = ('sqlalchemy', 'httpx', 'alembic', 'psycopg', 'catalog.cli.common',"
+        " 'catalog.cli.sync', 'catalog.cli.media')\n"
+        "atexit.register(lambda: print(sorted(m for m in heavy if m in sys.modules)))\n"
+        "sys.argv = ['catalog', '--help']\n"
+        "from catalog.cli import main\n"
+        "main()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "Commands" in out.stdout and "schedule" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_help_documents_exit_codes():

@@ -10,31 +10,17 @@ from typing import Annotated
 import typer
 
 from catalog import __version__
-from catalog.cli import db, push, retag, schedule, status, sync, tags
-from catalog.cli.common import EXIT_CODES_HELP, stdout
+from catalog.cli.console import stdout
+from catalog.cli.lazy import RootGroup
 from catalog.cli.parsing import CatalogTyper
+from catalog.jobs import exit_codes_help
 
 app = CatalogTyper(
-    help=f"Keep a SQL catalog of a Jellyfin or Emby server's libraries.\n\n{EXIT_CODES_HELP}",
+    cls=RootGroup,
+    help=f"Keep a SQL catalog of a Jellyfin or Emby server's libraries.\n\n{exit_codes_help()}",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-# sync, libraries and demo are top-level commands, defined in their own module.
-app.registered_commands += sync.app.registered_commands
-app.add_typer(db.app, name="db")
-# media commands (issue 5) are registered below this line
-from catalog.cli import media  # noqa: E402  (kept beside its registration)
-
-app.add_typer(media.app, name="media")
-# tags commands (issue 4) are registered below this line
-app.add_typer(tags.app, name="tags")
-# retag (issue 3) is a top-level command
-app.registered_commands += retag.app.registered_commands
-# push (issue 13) is a top-level command
-app.registered_commands += push.app.registered_commands
-# schedule and status commands (issue 6)
-app.add_typer(schedule.app, name="schedule")
-app.registered_commands += status.app.registered_commands
 
 
 def main() -> None:

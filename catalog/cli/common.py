@@ -15,23 +15,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 from sqlalchemy import Connection, Engine
 
+from catalog.cli.console import error_line, logs_are_json, stderr, stdout
 from catalog.config import load_settings
 from catalog.db.engine import check_connection, create_catalog_engine, require_catalog
 from catalog.db.migrate import ensure_current
 from catalog.errors import CatalogError
 from catalog.jobs import SIGINT_EXIT, exit_code_of, exit_codes_help
-from catalog.logs import REDACTOR, JsonFormatter, RedactingFormatter
+from catalog.logs import JsonFormatter, RedactingFormatter
+
+__all__ = ["error_line", "logs_are_json", "stderr", "stdout"]  # re-exported for the commands
 
 EXIT_CODES_HELP = exit_codes_help()
 log = logging.getLogger("catalog")
-
-stderr = Console(stderr=True)
-stdout = Console(soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None,
@@ -78,11 +77,6 @@ HealthcheckOpt = Annotated[
 ]  # fmt: skip
 
 
-def logs_are_json() -> bool:
-    """Whether setup_logging chose JSON lines (summaries then go out as log records too)."""
-    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
-
-
 def setup_logging(quiet: bool, debug: bool, log_format: str = LogFormat.text) -> None:
     """One handler on stderr, its output redacted (see catalog.logs)."""
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
@@ -126,16 +120,6 @@ def errors(debug: bool) -> Iterator[None]:
             f"unexpected {type(exc).__name__}: {reason} (run with --debug for the traceback)"
         )
         raise typer.Exit(exit_code_of(exc)) from None
-
-
-def error_line(message: str) -> None:
-    """One unwrapped line, so cron mail and log scrapers see the whole message; under JSON
-    logs, one JSON line like every other."""
-    if logs_are_json():
-        log.error(message)
-        return
-    prefix = typer.style("error:", fg="red") if stderr.is_terminal else "error:"
-    typer.echo(f"{prefix} {REDACTOR(message)}", err=True)
 
 
 def open_catalog(url: str, create: bool = False) -> Engine:

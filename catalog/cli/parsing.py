@@ -17,7 +17,7 @@ import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from catalog.cli.common import error_line
+from catalog.cli.console import error_line
 
 
 def closed_set(name: str, values: Iterable[str]) -> type[StrEnum]:

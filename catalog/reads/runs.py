@@ -9,7 +9,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from catalog.runs import RUN, SUCCEEDED
+from catalog.db.models import Run
+from catalog.runs import SUCCEEDED
+
+RUN = Run.__table__
 
 
 def recent_runs(
