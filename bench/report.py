@@ -57,14 +57,18 @@ class Watched:
 
 
 def run_catalog(
-    args: list[str], env: dict[str, str], stdout: IO[Any] | int = subprocess.PIPE
+    args: list[str],
+    env: dict[str, str],
+    stdout: IO[Any] | int = subprocess.PIPE,
+    cwd: Path | None = None,
 ) -> Watched:
     """`python -m catalog ARGS` as a user runs it: wall time and peak RSS; exits the benchmark
     with the command's stderr when it fails."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "catalog", *args], env=env, stdout=stdout, stderr=subprocess.PIPE
-    )
+        [sys.executable, "-m", "catalog", *args],
+        env=env, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd,
+    )  # fmt: skip
     peak = {"kib": 0}
     watcher = threading.Thread(target=watch_peak_rss, args=(proc.pid, peak))
     watcher.start()

@@ -37,6 +37,7 @@ from sync_bench import DEFAULT_PG, ROOT, TOKEN, count_statements, database, fake
 
 from catalog.db.engine import create_catalog_engine
 from catalog.db.migrate import upgrade
+from catalog.db.models import Base
 
 HEADER = "## Scale: the sync near its bound, start-up, a million items, retag workers (issue 14)"
 BASELINE = "eab2cfd"  # main before the scale work
@@ -58,6 +59,12 @@ class Code:
         if self.path is not None:
             env["PYTHONPATH"] = str(self.path)
         return env
+
+    @property
+    def cwd(self) -> Path:
+        """Where to start it: `python -m` puts the working directory first on sys.path, ahead
+        of PYTHONPATH, so the baseline must start in its own checkout."""
+        return self.path or Path(tempfile.gettempdir())
 
 
 @contextlib.contextmanager
@@ -83,7 +90,7 @@ def sync(code: Code, db_url: str, server_url: str) -> dict[str, Any]:
         CATALOG_DATABASE_URL=db_url, CATALOG_SERVER_URL=server_url, CATALOG_SERVER_TOKEN=TOKEN,
         CATALOG_SERVER_KIND="jellyfin",
     )  # fmt: skip
-    run = run_catalog(["sync", "--json", "--quiet"], env)
+    run = run_catalog(["sync", "--json", "--quiet"], env, cwd=code.cwd)
     summary = json.loads(run.stdout)
     summary.update(wall_s=run.wall_s, peak_rss_mb=run.peak_rss_mb)
     return summary
@@ -95,12 +102,8 @@ def sync(code: Code, db_url: str, server_url: str) -> dict[str, Any]:
 def copy_bound(db_url: str, pg_admin: str, workdir: Path) -> float:
     """Seconds to COPY the rows a sync left in `db_url` into an empty migrated catalog: what
     the same rows cost PostgreSQL with no client work at all."""
+    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in SKIP_TABLES]
     source = psycopg.connect(_dsn(db_url))
-    tables = [
-        name
-        for (name,) in source.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")
-        if name not in SKIP_TABLES
-    ]
     dumps = {}
     for table in tables:
         with source.cursor().copy(f"COPY {table} TO STDOUT") as copy:
@@ -152,9 +155,9 @@ def bench_bound(args: argparse.Namespace, ours: Code, base: Code) -> dict[str, A
 # -- start-up -----------------------------------------------------------------------------------
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], code: Code, env: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=code.cwd)
     return time.perf_counter() - started
 
 
@@ -163,7 +166,7 @@ def import_evidence(code: Code) -> dict[str, Any]:
     modules that matter, in ms (absent: not imported at all)."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "catalog", "--help"],
-        env=code.env(), capture_output=True, text=True, check=True,
+        env=code.env(), capture_output=True, text=True, check=True, cwd=code.cwd,
     )  # fmt: skip
     cumulative: dict[str, float] = {}
     for line in proc.stderr.splitlines():
@@ -189,7 +192,7 @@ def bench_startup(args: argparse.Namespace, ours: Code, base: Code) -> dict[str,
             times: dict[str, list[float]] = {"ours": [], "base": []}
             for _ in range(args.repeat * 5):
                 for key, code in (("ours", ours), ("base", base)):
-                    times[key].append(timed(cmd, code.env(CATALOG_DATABASE_URL=db_url)))
+                    times[key].append(timed(cmd, code, code.env(CATALOG_DATABASE_URL=db_url)))
             result[case] = {k: statistics.median(v) for k, v in times.items()}
     result["imports"] = {"ours": import_evidence(ours), "base": import_evidence(base)}
     return result
