@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +18,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.table import Table
 from sqlalchemy import Connection, Engine
 
 from catalog.config import load_settings
@@ -26,6 +26,7 @@ from catalog.db.migrate import ensure_current
 from catalog.errors import CatalogError
 from catalog.jobs import SIGINT_EXIT, exit_code_of, exit_codes_help
 from catalog.logs import REDACTOR, JsonFormatter, RedactingFormatter
+from catalog.timefmt import iso_utc
 
 EXIT_CODES_HELP = exit_codes_help()
 log = logging.getLogger("catalog")
@@ -155,17 +156,15 @@ def catalog_connection(config: Path | None, database_url: str | None) -> Iterato
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    """One JSON document on stdout; moments in it written by iso_utc, days as YYYY-MM-DD."""
+    sys.stdout.write(json.dumps(data, default=json_value, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
-# -- sync ---------------------------------------------------------------------------------------
-
-
-def counts_table(title: str, report: Any, columns: tuple[str, ...]) -> None:
-    """One row of a report's counts under `title`, on stderr (stdout stays for data)."""
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column.replace("_", " "), justify="right")
-    table.add_row(*(f"{getattr(report, c):,}" for c in columns))
-    stderr.print(table)
+def json_value(value: Any) -> Any:
+    """What JSON holds for a value it has no type for."""
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
