@@ -10,7 +10,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,12 @@ from catalog.push import PushReport
 from catalog.retag import RetagReport
 from catalog.sync import LibraryResult, SyncReport
 from catalog.tags.plan import Change, Plan
-from catalog.timefmt import local_minute
+from catalog.timefmt import iso_utc, local_minute, short_duration
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 WIDTH = 80
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+LOG_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")  # the same, with ms
 TABLE_MINUTE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
 BIG = 1_234_567
 ADDED = datetime(2024, 3, 9, 10, 20, 30, 654321, tzinfo=UTC)  # fractions the output drops
@@ -371,7 +372,10 @@ def moments(value: Any, key: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def test_every_machine_timestamp_has_one_form(cli, engine, database_url, tmp_path):
-    assert cli("sync", "--library", "Movies").exit_code == 0
+    synced = cli("sync", "--library", "Movies", "--log-format", "json")
+    assert synced.exit_code == 0, synced.stderr
+    log_times = [json.loads(line)["ts"] for line in synced.stderr.splitlines()]
+    assert log_times and all(LOG_TS.match(ts) for ts in log_times), log_times
     [media_id, *_] = seed_catalog(engine, ["cabin"])
     seed_runs(engine, ["cabin"])
     config = tmp_path / "schedule.toml"
@@ -433,6 +437,30 @@ def test_retag_dry_run_json_keys_are_a_retags_summary_and_the_first_items(cli):
     readme = README.read_text(encoding="utf-8")
     assert "`--dry-run --json` prints the keys of a retag's summary" in readme
     assert '`first`: the first 10 items, `{"id", "name", "tags"}`' in readme
+
+
+@pytest.mark.parametrize(
+    ("moment", "milliseconds", "written"),
+    [
+        (datetime(2026, 12, 2, 5, 31, 7, 999_999, tzinfo=UTC), False, "2026-12-02T05:31:07Z"),
+        (datetime(2026, 12, 2, 6, 31, 7, 250_000, tzinfo=timezone(timedelta(hours=1))), True,
+         "2026-12-02T05:31:07.250Z"),
+        (datetime(2026, 12, 1, 23, 0, tzinfo=timezone(timedelta(hours=-5))), False,
+         "2026-12-02T04:00:00Z"),
+    ],
+    ids=["fraction dropped", "milliseconds", "offset to UTC"],
+)  # fmt: skip
+def test_iso_utc_writes_utc_with_z(moment, milliseconds, written):
+    assert iso_utc(moment, milliseconds=milliseconds) == written
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.04, "0.0 s"), (1.94, "1.9 s"), (9.96, "10 s"), (59.4, "59 s"), (59.6, "1m00s"),
+     (185, "3m05s"), (3599, "59m59s"), (7620, "2h07m"), (86400 * 3 + 3600 * 4, "3d04h")],
+)  # fmt: skip
+def test_short_durations_stay_within_six_characters(seconds, shown):
+    assert short_duration(seconds) == shown and len(shown) <= 6
 
 
 # -- progress -----------------------------------------------------------------------------------
