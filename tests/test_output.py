@@ -303,11 +303,13 @@ def test_tag_tables_fit_80_columns(cli, engine, narrow, capsys):
     plan = Plan(changes=[
         Change(long_tag, "a_shorter_name", "rename", "rules file line 12: rename it please"),
         Change("Sci-Fi", None, "drop", "rules file line 13"),
+        Change("[sci-fi]", "sci_fi", "rename", "clean"),  # text, not rich markup
     ])  # fmt: skip
     tags_cli._render_plan(plan, json_out=False)
     lines = assert_fits(capsys.readouterr().out)
     assert header(lines, "tag") == ["tag", "action", "new name", "why"]
     assert row_of(lines, "Sci-Fi") == ["Sci-Fi", "drop", "rules file line 13"]
+    assert row_of(lines, "[sci-fi]") == ["[sci-fi]", "rename", "sci_fi", "clean"]
     assert cell_text(lines, "tag", "action", long_tag[:10], "action") == long_tag  # folded, not cut
 
 

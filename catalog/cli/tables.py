@@ -73,8 +73,9 @@ def print_table(table: Table, console: Console) -> None:
         console.print(Text(str(table.title)), soft_wrap=False)
         table.title = None
     # Not soft-wrapped (a text cell wraps in its column); not cropped (a table too wide for any
-    # layout runs past the edge rather than lose digits).
-    console.print(table, soft_wrap=False, crop=False)
+    # layout runs past the edge rather than lose digits); no markup (a tag named `[sci-fi]`
+    # is text, not a style).
+    console.print(table, soft_wrap=False, crop=False, markup=False)
 
 
 def lay_out(table: Table, width: int) -> None:
@@ -136,7 +137,7 @@ def plain(value: object) -> str:
         return value.isoformat()
     if isinstance(value, Mapping):
         return ", ".join(f"{key} {plain(each)}" for key, each in value.items())
-    if isinstance(value, list | tuple | set | frozenset):
+    if isinstance(value, list | tuple):
         return ", ".join(map(plain, value))
     return str(value)
 
