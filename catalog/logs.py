@@ -15,6 +15,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from catalog.timefmt import iso_utc
+
 MASK = "***"
 # A secret value shorter than this is not redacted on its own: masking every "1" or "ab" in
 # the logs would hide more than it protects (the shapes below still catch it in context).
@@ -72,7 +74,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": iso_utc(datetime.fromtimestamp(record.created, UTC), milliseconds=True),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

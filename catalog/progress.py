@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from rich.console import Console
@@ -18,6 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.progress import Progress as RichProgress
+
+from catalog.timefmt import short_duration
 
 log = logging.getLogger("catalog.progress")
 LOG_EVERY_S = 10.0
@@ -52,27 +55,52 @@ class QuietProgress:
 
 
 class LogProgress(QuietProgress):
-    """Plain log lines, for cron mail and container logs: a start, a line every 10 s, an end."""
+    """Plain log lines, for cron mail and container logs: a start; every 10 s a line with the
+    count, the total and share when known, the rate and the time left
+    (`'Movies': 22,000/100,000 items done (22 %), 1,850 items/s, ETA 42 s`); at the end the
+    same line, with the task's summary. `clock`: seconds from any fixed point."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, every_s: float = LOG_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every_s, self.clock = every_s, clock
         self._done: dict[str, int] = {}
         self._total: dict[str, int | None] = {}
-        self._last = time.monotonic()
+        self._begun: dict[str, float] = {}
+        self._last = clock()
 
     def started(self, task: str, total: int | None) -> None:
-        self._total[task] = total
-        log.info("%s: %s item(s) to go", task, "?" if total is None else f"{total:,}")
+        self._total[task], self._begun[task] = total, self.clock()
+        self._done.setdefault(task, 0)
+        log.info("%r: %s items to go", task, "?" if total is None else f"{total:,}")
 
     def advanced(self, task: str, count: int = 1) -> None:
-        self._done[task] = self._done.get(task, 0) + count
-        if time.monotonic() - self._last >= LOG_EVERY_S:
-            self._last = time.monotonic()
-            total = self._total.get(task)
-            of = "" if total is None else f" of {total:,}"
-            log.info("%s: %s%s item(s) done", task, f"{self._done[task]:,}", of)
+        if task not in self._begun:
+            self.started(task, None)
+        self._done[task] += count
+        if self.clock() - self._last >= self.every_s:
+            self._last = self.clock()
+            log.info("%s", self.line(task))
 
     def finished(self, task: str, done: int, summary: str) -> None:
-        log.info("%s: %s", task, summary)
+        if task not in self._begun:
+            self.started(task, None)
+        self._done[task] = done
+        log.info("%s; %s", self.line(task), summary)
+
+    def line(self, task: str) -> str:
+        """Where `task` stands: count (of total, share), rate, and time left while any is."""
+        done, total = self._done[task], self._total.get(task)
+        rate = done / max(self.clock() - self._begun[task], 1e-6)
+        text = f"{task!r}: {done:,}"
+        if total:
+            text += f"/{total:,} items done ({min(done * 100 // total, 100)} %)"
+        else:
+            text += " items done"
+        text += f", {rate:,.0f} items/s"
+        if total and done < total and rate > 0:
+            text += f", ETA {short_duration((total - done) / rate)}"
+        return text
 
 
 class BarProgress(QuietProgress):

@@ -32,7 +32,7 @@ from catalog.errors import BadFilter, CircuitOpen, PushRefused, SourceAuthError,
 from catalog.http import HttpStats
 from catalog.jobs import Items, JobReport, recorded_run
 from catalog.progress import Progress, QuietProgress
-from catalog.runs import FAILED, OK, PARTIAL, Retention, utcnow
+from catalog.runs import DRY_RUN, FAILED, OK, PARTIAL, Retention, utcnow
 from catalog.sources import PushItem, ServerTags, TagWriter
 from catalog.tagging.flow import CircuitBreaker
 from catalog.tags import clean_tag
@@ -43,7 +43,6 @@ MEDIA, LIBRARY, SERVER = Media.__table__, Library.__table__, Server.__table__
 TAG, MEDIA_TAG, PUSHED = Tag.__table__, MediaTag.__table__, PushedTag.__table__
 PUSHED_ORIGINS = ("tagger", "manual")  # server tags came from the server: never pushed back
 SELECT_BATCH = 500
-DRY_RUN = "dry_run"
 TASK = "pushing"  # what the progress bar and log lines call the run
 
 

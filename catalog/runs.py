@@ -19,6 +19,7 @@ RUNNING, OK, PARTIAL, FAILED, INTERRUPTED, ABANDONED = (
 # status --job` takes one of these).
 COMMANDS = ("sync", "retag", "normalize", "tags", "push")
 LOCKED = "locked"  # a report's status only: a run that found its lock held records nothing
+DRY_RUN = "dry_run"  # a report's status only: a dry run changes and records nothing
 # A partial run still did its job (items failed are counted apart): it counts as a success for
 # "when did this job last succeed" (freshness metrics, healthchecks).
 SUCCEEDED = (OK, PARTIAL)

@@ -10,13 +10,13 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.logging import RichHandler
-from rich.table import Table
 from sqlalchemy import Connection, Engine
 
 from catalog.cli.console import error_line, logs_are_json, stderr, stdout
@@ -26,6 +26,7 @@ from catalog.db.migrate import ensure_current
 from catalog.errors import CatalogError
 from catalog.jobs import SIGINT_EXIT, exit_code_of, exit_codes_help
 from catalog.logs import JsonFormatter, RedactingFormatter
+from catalog.timefmt import iso_utc
 
 __all__ = ["error_line", "logs_are_json", "stderr", "stdout"]  # re-exported for the commands
 
@@ -146,17 +147,15 @@ def catalog_connection(config: Path | None, database_url: str | None) -> Iterato
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    """One JSON document on stdout; moments in it written by iso_utc, days as YYYY-MM-DD."""
+    sys.stdout.write(json.dumps(data, default=json_value, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
-# -- sync ---------------------------------------------------------------------------------------
-
-
-def counts_table(title: str, report: Any, columns: tuple[str, ...]) -> None:
-    """One row of a report's counts under `title`, on stderr (stdout stays for data)."""
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column.replace("_", " "), justify="right")
-    table.add_row(*(f"{getattr(report, c):,}" for c in columns))
-    stderr.print(table)
+def json_value(value: Any) -> Any:
+    """What JSON holds for a value it has no type for."""
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)

@@ -41,8 +41,8 @@ COMMANDS = {
                    "through the tagging service."),
     "push": Entry("catalog.cli.push", "Write the catalog's tags (tagger and manual) back to the "
                   "media servers."),
-    "status": Entry("catalog.cli.status", "The last runs, newest first: command, server, "
-                    "start, duration, status, items, error."),
+    "status": Entry("catalog.cli.status", "The last runs, newest first: command (and "
+                    "server), start, duration, status, items; then their errors."),
     "db": Entry("catalog.cli.db", "The catalog database: migrations and integrity.", True),
     "media": Entry("catalog.cli.media", "The catalog's items: list them with filters, a page "
                    "at a time; show one.", True),

@@ -11,7 +11,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from catalog.cli.common import (
     ConfigOpt,
@@ -27,11 +26,13 @@ from catalog.cli.common import (
 )
 from catalog.cli.output import Format, ItemWriter, next_page_hint
 from catalog.cli.parsing import CatalogTyper, closed_set
+from catalog.cli.tables import Kind, column, columns, new_table, plain, print_table
 from catalog.config import load_settings
 from catalog.items import MEDIA_KINDS
 from catalog.reads.items import (
     ANY,
     ITEM_FIELDS,
+    ITEM_TIMESTAMPS,
     MAX_PAGE,
     MISSING,
     PRESENT,
@@ -43,6 +44,7 @@ from catalog.reads.items import (
     list_media,
     parse_years,
 )
+from catalog.reads.libraries import server_count
 
 ALL_PAGE_SIZE = 2_000  # --all reads this many items per query: few round trips, small memory
 
@@ -154,7 +156,8 @@ def list_command(
                     _stream(pages, output)
                 else:
                     page = list_media(conn, filters, order, after, limit)
-                    _render_page(page.items, page.next_cursor, output)
+                    several = output is Format.table and server_count(conn) > 1
+                    _render_page(page.items, page.next_cursor, output, several)
         except BrokenPipeError:
             _reader_left()
         finally:
@@ -170,34 +173,43 @@ def _reader_left() -> None:
 
 def _stream(pages: Iterator[MediaPage], output: Format) -> None:
     first = next(pages)  # a bad cursor or filter fails here, before any output
-    writer = ItemWriter(output, ITEM_FIELDS)
+    writer = ItemWriter(output, ITEM_FIELDS, ITEM_TIMESTAMPS)
     writer.write(first.items)
     for page in pages:
         writer.write(page.items)
     writer.close(None)
 
 
-def _render_page(items: list[dict[str, Any]], cursor: str | None, output: Format) -> None:
+def _render_page(
+    items: list[dict[str, Any]], cursor: str | None, output: Format, several_servers: bool = False
+) -> None:
     if output is not Format.table:
-        writer = ItemWriter(output, ITEM_FIELDS)
+        writer = ItemWriter(output, ITEM_FIELDS, ITEM_TIMESTAMPS)
         writer.write(items)
         writer.close(cursor)
         return
-    table = Table("id", "name", "year", "kind", "server", "library", "rating", "genres", "tags")
+    table = new_table()
+    specs = [("id", Kind.NUMBER), ("name", Kind.TEXT, 4), ("year", Kind.NUMBER),
+             ("kind", Kind.LABEL), ("server", Kind.TEXT), ("library", Kind.TEXT),
+             ("rating", Kind.NUMBER), ("genres", Kind.TEXT), ("tags", Kind.TEXT, 2)]  # fmt: skip
+    columns(table, [spec for spec in specs if several_servers or spec[0] != "server"])
     for item in items:
         rating = item["community_rating"]
-        table.add_row(
+        cells = [
             str(item["id"]), item["name"] + (" (missing)" if item["missing_since"] else ""),
             str(item["year"] or ""), item["kind"], item["server"], item["library"],
             f"{rating:.1f}" if rating is not None else "", ", ".join(item["genres"]),
             _shorten(item["tags"]),
-        )  # fmt: skip
-    stdout.print(table)
+        ]  # fmt: skip
+        if not several_servers:
+            del cells[4]
+        table.add_row(*cells)
+    print_table(table, stdout)
     if cursor:
         next_page_hint(cursor)
 
 
-def _shorten(names: list[str], most: int = 6) -> str:
+def _shorten(names: list[str], most: int = 4) -> str:
     shown = ", ".join(names[:most])
     return f"{shown} (+{len(names) - most})" if len(names) > most else shown
 
@@ -223,19 +235,19 @@ def show(
 
 
 def _render_item(item: dict[str, Any]) -> None:
-    table = Table(show_header=False, title=f"{item['name']} ({item['id']})", title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+    table = new_table(f"{item['name']} ({item['id']})", header=False)
+    column(table, "field", Kind.LABEL, style="bold")
+    column(table, "value")
     skip = {"tags_by_origin", "taglines_by_origin", "runs", "taglines", "tags", "overview"}
     for key, value in item.items():
         if key not in skip:
-            table.add_row(key, "" if value is None else str(value))
+            table.add_row(key, plain(value))
     for origin, names in item["tags_by_origin"].items():
-        table.add_row(f"tags ({origin})", ", ".join(names))
+        table.add_row(f"tags ({origin})", plain(names))
     for tagline in item["taglines_by_origin"]:
         table.add_row(f"tagline ({tagline['origin']})", tagline["text"])
     for run in item["runs"]:
         outcome = run["status"] + (f": {run['error']}" if run["error"] else "")
-        table.add_row(f"run {run['process']}", f"{run['last_run_at']} {outcome}")
+        table.add_row(f"run {run['process']}", f"{plain(run['last_run_at'])} {outcome}")
     table.add_row("overview", item["overview"] or "")
-    stdout.print(table)
+    print_table(table, stdout)

@@ -2,7 +2,8 @@
 
 JSON is one document `{"items": [...], "next_cursor": ...}` even when it spans many pages: the
 items are written as they come, so memory holds one page. Encoding is msgspec's, several
-times faster than the json module on an export of the whole catalog.
+times faster than the json module on an export of the whole catalog. Moments are written by
+catalog.timefmt.iso_utc in every format, booleans in CSV as `true` / `false` as in JSON.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, BinaryIO
 
 import msgspec
 
 from catalog.cli.common import stderr
+from catalog.timefmt import iso_utc
 
 LIST_SEPARATOR = "|"  # joins list fields (tags, genres, ...) in a CSV cell
 
@@ -33,8 +35,11 @@ class Format(StrEnum):
 class ItemWriter:
     """Writes items in a data format (not table) as pages arrive; `close` ends the document."""
 
-    def __init__(self, output: Format, columns: Sequence[str]) -> None:
-        self.output, self.columns = output, columns
+    def __init__(
+        self, output: Format, columns: Sequence[str], timestamps: Sequence[str] = ()
+    ) -> None:
+        """`timestamps`: the columns that hold datetimes, written with iso_utc."""
+        self.output, self.columns, self.timestamps = output, columns, timestamps
         sys.stdout.flush()
         self.binary: BinaryIO = sys.stdout.buffer
         self.csv = csv.writer(sys.stdout, lineterminator="\n") if output is Format.csv else None
@@ -49,7 +54,7 @@ class ItemWriter:
             self.csv.writerows([_cell(item[c]) for c in self.columns] for item in items)
             return
         separator = b"\n" if self.output is Format.ndjson else b","
-        chunk = [_encoder.encode(item) for item in items]
+        chunk = [_encoder.encode(self._formatted(item)) for item in items]
         if not chunk:
             return
         if self.output is Format.ndjson:
@@ -57,6 +62,14 @@ class ItemWriter:
         else:
             self.binary.write((b"," if self.count else b"") + separator.join(chunk))
         self.count += len(chunk)
+
+    def _formatted(self, item: dict[str, Any]) -> dict[str, Any]:
+        # msgspec writes datetimes its own way (fractions when there are any): ours instead.
+        for key in self.timestamps:
+            value = item[key]
+            if value is not None:
+                item[key] = iso_utc(value)
+        return item
 
     def close(self, next_cursor: str | None) -> None:
         """End the document; the cursor goes in it (JSON) or on stderr, so data stays data."""
@@ -73,8 +86,13 @@ def next_page_hint(cursor: str) -> None:
 
 
 def _cell(value: Any) -> Any:
+    """A value as a CSV cell, written as JSON writes it (but lists, joined)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, list):
         return LIST_SEPARATOR.join(map(str, value))
-    if isinstance(value, date):  # as msgspec writes them in JSON: UTC as Z
-        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
     return "" if value is None else value

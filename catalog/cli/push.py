@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from catalog.aio import run_interruptible
-from catalog.cli.common import ServerOpt, counts_table, print_json, stderr, stdout
+from catalog.cli.common import ServerOpt, print_json, stderr, stdout
 from catalog.cli.jobs import JobOptions, JobRun, each_server, job_command, run_job
 from catalog.cli.parsing import CatalogTyper
+from catalog.cli.tables import counts_table, took
 from catalog.config import PushConfig, ServerConfig, Settings
 from catalog.http import HttpStats, RetryPolicy
 from catalog.jobs import JobReport, ServerRuns
@@ -171,6 +172,6 @@ def push_table(report: JobReport) -> None:
             push_table(one)
         return
     assert isinstance(report, PushReport)
-    title = f"push {report.server}: {report.status} in {report.duration_s:.1f} s"
+    title = f"push {report.server}: {report.status} in {took(report.duration_s)}"
     columns = ("selected", "pushed", "unchanged", "failed", "retries", "rate_limited")
     counts_table(title, report, columns)

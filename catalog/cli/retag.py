@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 from sqlalchemy import Engine
 
-from catalog.cli.common import counts_table, print_json, stdout
+from catalog.cli.common import print_json, stdout
 from catalog.cli.jobs import JobOptions, JobRun, job_command, run_job
 from catalog.cli.parsing import CatalogTyper
+from catalog.cli.tables import counts_table, took
 from catalog.config import Settings, TaggerConfig, parse_duration
 from catalog.errors import ConfigError
 from catalog.reads.items import MediaFilter, check_names
@@ -22,7 +23,7 @@ from catalog.retag import (
     run_retag,
     select_overdue,
 )
-from catalog.runs import utcnow
+from catalog.runs import DRY_RUN, utcnow
 from catalog.tagging.client import TaggerClient
 
 app = CatalogTyper()
@@ -135,8 +136,10 @@ def _dry_run(run: JobRun, settings: Settings, selection: Selection, json_out: bo
         total = count_overdue(conn, selection, now)
         first = select_overdue(conn, selection, now, 0, min(DRY_RUN_SHOWN, total or 1))
     items = [{"id": r.media_id, "name": r.title, "tags": list(r.current_tags)} for r in first]
-    if json_out:
-        print_json({"status": "dry_run", "selected": total, "first": items[:total]})
+    if json_out:  # a retag's summary, as a dry run of push gives its own, and the first items
+        print_json(
+            {**RetagReport(status=DRY_RUN, selected=total).as_dict(), "first": items[:total]}
+        )
         return
     stdout.print(f"{total:,} item(s) would be tagged", highlight=False)
     for item in items[:total]:
@@ -151,6 +154,6 @@ def check_selection(engine: Engine, selection: Selection) -> None:
 
 
 def retag_table(report: RetagReport) -> None:
-    title = f"retag: {report.status} in {report.duration_s:.1f} s"
+    title = f"retag: {report.status} in {took(report.duration_s)}"
     columns = ("selected", "tagged", "failed", "skipped", "retries", "rate_limited")
     counts_table(title, report, columns)

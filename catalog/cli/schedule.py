@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from catalog.cli.common import (
     ConfigOpt,
@@ -36,6 +34,7 @@ from catalog.cli.common import (
     stdout,
 )
 from catalog.cli.parsing import CatalogTyper
+from catalog.cli.tables import Kind, columns, moment, new_table, print_table
 from catalog.config import Settings, default_config_path, load_settings
 from catalog.db.engine import parse_url, sqlite_path
 from catalog.errors import ConfigError
@@ -47,10 +46,10 @@ from catalog.schedule import (
     SubprocessLauncher,
     crontab,
     kubernetes_cronjobs,
-    local_zone,
     next_run,
     systemd_units,
 )
+from catalog.timefmt import local_minute
 
 log = logging.getLogger(__name__)
 
@@ -86,24 +85,21 @@ def schedule(
     if json_out:
         print_json({"jobs": rows})
         return
-    table = Table(
-        "job", "schedule", "next run (local)", "next run (UTC)", "last run (local)", "status"
-    )
+    _schedule_table(rows)
+
+
+def _schedule_table(rows: list[dict[str, Any]]) -> None:
+    """The jobs for people, in local time (the zone named); --json has them in UTC."""
+    table = new_table()
+    columns(table, [("job", Kind.LABEL), ("schedule", Kind.TEXT), ("next run", Kind.MOMENT),
+                    ("last run", Kind.MOMENT), ("status", Kind.LABEL)])  # fmt: skip
     for row in rows:
-        local = datetime.fromisoformat(row["next_run"]).astimezone(local_zone())
-        utc = datetime.fromisoformat(row["next_run"]).astimezone(UTC)
-        last_at = (
-            datetime.fromisoformat(row["last_run"]["started_at"]).astimezone(local_zone())
-            .strftime("%Y-%m-%d %H:%M:%S") if row["last_run"] else "never"
-        )  # fmt: skip
-        status = row["last_run"]["status"] if row["last_run"] else ""
+        last = row["last_run"] or {}
         table.add_row(
-            row["job"], row["schedule"], local.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            utc.strftime("%Y-%m-%d %H:%M:%S"), last_at, status,
+            row["job"], row["schedule"], local_minute(row["next_run"], zone=True),
+            moment(last.get("started_at"), never="never"), last.get("status", ""),
         )  # fmt: skip
-    # Piped, rich would squeeze the table into 80 columns and wrap the times.
-    console = stdout if stdout.is_terminal else Console(width=160, soft_wrap=True)
-    console.print(table)
+    print_table(table, stdout)
 
 
 def scheduled_jobs(settings: Settings) -> dict[str, str]:
@@ -121,11 +117,11 @@ def _job_row(job: str, expression: str, last: dict[str, Any] | None) -> dict[str
     return {
         "job": job,
         "schedule": expression,
-        "next_run": next_run(expression, datetime.now(UTC)).isoformat(),
+        "next_run": next_run(expression, datetime.now(UTC)),
         "last_run": None
         if last is None
         else {
-            "started_at": last["started_at"].isoformat(),
+            "started_at": last["started_at"],
             "status": last["status"],
             "error": last["error"],
         },

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import platformdirs
 import typer
-from rich.table import Table
 from sqlalchemy import Engine
 
 from catalog.aio import run_interruptible
@@ -28,6 +27,7 @@ from catalog.cli.common import (
 )
 from catalog.cli.jobs import JobOptions, JobRun, each_server, job_command, run_job
 from catalog.cli.parsing import CatalogTyper, closed_set
+from catalog.cli.tables import Kind, columns, count, moment, new_table, print_table, took
 from catalog.config import APP_NAME, SERVER_KINDS, ServerConfig, Settings, load_settings
 from catalog.db.engine import mask_url
 from catalog.errors import CatalogError
@@ -125,14 +125,13 @@ def sync_table(report: JobReport) -> None:
     assert isinstance(report, SyncReport)
     if not report.libraries:
         return
-    table = Table(title=f"sync of {report.server!r}: {report.status} in {report.duration_s:.1f} s")
-    columns = ("seen", "inserted", "updated", "unchanged", "skipped", "missing")
-    table.add_column("library")
-    for column in columns:
-        table.add_column(column, justify="right")
+    title = f"sync of {report.server!r}: {report.status} in {took(report.duration_s)}"
+    table = new_table(title)
+    counts = ("seen", "inserted", "updated", "unchanged", "skipped", "missing")
+    columns(table, [("library", Kind.TEXT), *((name, Kind.NUMBER) for name in counts)])
     for lib in report.libraries:
-        table.add_row(lib.name, *(f"{getattr(lib, c):,}" for c in columns))
-    stderr.print(table)
+        table.add_row(lib.name, *(count(getattr(lib, name)) for name in counts))
+    print_table(table, stderr)
 
 
 # -- libraries ----------------------------------------------------------------------------------
@@ -196,30 +195,32 @@ def _libraries_of(
     return rows, failed
 
 
+LIBRARY_COLUMNS = (
+    ("server", Kind.TEXT), ("name", Kind.TEXT), ("kind", Kind.LABEL), ("id", Kind.TEXT),
+    ("items", Kind.NUMBER), ("missing", Kind.NUMBER), ("last sync", Kind.MOMENT),
+)  # fmt: skip
+
+
 def _libraries_table(
     rows: list[dict[str, Any]], targets: list[ServerConfig], several: bool
 ) -> None:
     first = targets[0]
     names = ", ".join(repr(t.name) for t in targets)
-    table = Table(
-        title=f"libraries of {names}" if several else f"libraries of {first.name!r} ({first.url})"
+    table = new_table(
+        f"libraries of {names}" if several else f"libraries of {first.name!r} ({first.url})"
     )
-    columns = ("server", "name", "kind", "id", "items", "missing", "last sync")
-    for column in columns if several else columns[1:]:
-        table.add_column(column, justify="right" if column in ("items", "missing") else "left")
+    columns(table, LIBRARY_COLUMNS if several else LIBRARY_COLUMNS[1:])
     for row in rows:
-        last = row["last_sync_at"][:19] if row["last_sync_at"] else "never"
         cells = [
-            row["name"], row["kind"] or "", row["id"], f"{row['items']:,}", f"{row['missing']:,}",
-            last,
+            row["name"], row["kind"] or "", row["id"], count(row["items"]), count(row["missing"]),
+            moment(row["last_sync_at"], never="never"),
         ]  # fmt: skip
         table.add_row(*([row["server"], *cells] if several else cells))
-    stdout.print(table)
+    print_table(table, stdout)
 
 
 def _library_row(server: str, lib: Any, held: dict[str, Any] | None) -> dict[str, Any]:
     held = held or {}
-    last = held.get("last_sync_at")
     return {
         "server": server,
         "name": lib.name,
@@ -227,7 +228,7 @@ def _library_row(server: str, lib: Any, held: dict[str, Any] | None) -> dict[str
         "id": lib.external_id,
         "items": held.get("items", 0),
         "missing": held.get("missing", 0),
-        "last_sync_at": last.isoformat() if last else None,
+        "last_sync_at": held.get("last_sync_at"),
     }
 
 

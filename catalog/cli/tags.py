@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from catalog.cli.common import (
     ConfigOpt,
@@ -25,7 +24,9 @@ from catalog.cli.common import (
 from catalog.cli.jobs import JobOptions, JobRun, job_command, run_job
 from catalog.cli.output import Format, ItemWriter, next_page_hint
 from catalog.cli.parsing import CatalogTyper
+from catalog.cli.tables import Kind, columns, count, new_table, print_table
 from catalog.reads.tags import BY_COUNT, BY_NAME, list_tags
+from catalog.runs import DRY_RUN
 from catalog.tags import (
     ChangeReport,
     Plan,
@@ -83,11 +84,11 @@ def _render_page(items: list[dict], cursor: str | None, output: Format) -> None:
         writer.write(items)
         writer.close(cursor)
         return
-    table = Table("tag", "items")
-    table.columns[1].justify = "right"
+    table = new_table()
+    columns(table, [("tag", Kind.TEXT), ("items", Kind.NUMBER)])
     for item in items:
-        table.add_row(item["name"], f"{item['count']:,}")
-    stdout.print(table)
+        table.add_row(item["name"], count(item["count"]))
+    print_table(table, stdout)
     if cursor:
         next_page_hint(cursor)
 
@@ -205,17 +206,19 @@ def change_job(
 
 def _render_plan(plan: Plan, json_out: bool) -> None:
     if json_out:
-        print_json({"status": "dry_run", **plan.as_dict()})
+        print_json({"status": DRY_RUN, **plan.as_dict()})
         return
     summary = plan.as_dict()
     title = (
         f"{len(plan.changes):,} changes: {summary['renamed']:,} renamed, "
         f"{summary['merged']:,} merged, {summary['dropped']:,} dropped (dry run: nothing written)"
     )
-    table = Table("tag", "action", "new name", "why", title=title)
+    table = new_table(title)
+    columns(table, [("tag", Kind.TEXT), ("action", Kind.LABEL), ("new name", Kind.TEXT),
+                    ("why", Kind.TEXT)])  # fmt: skip
     for change in plan.changes:
         table.add_row(change.old, change.action, change.new or "", change.reason)
-    stdout.print(table)
+    print_table(table, stdout)
     for name, why in plan.skipped:
         stderr.print(f"left alone: {name!r}: {why}", highlight=False, soft_wrap=True)
 

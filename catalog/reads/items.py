@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -83,6 +83,8 @@ ITEM_FIELDS = (
     "missing_since", "genres", "tags", "taglines",
 )  # fmt: skip
 """The fields of a listed item, in order (the CSV columns)."""
+ITEM_TIMESTAMPS = ("added_at", "missing_since")
+"""The fields of a listed item that hold a moment (a datetime), for the writers to format."""
 
 
 @dataclass(frozen=True)
@@ -441,10 +443,6 @@ def _taglines_by_item(conn: Connection, ids: list[int]) -> dict[int, list[tuple[
     return found
 
 
-def _iso(value: date | datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 # -- cursors ------------------------------------------------------------------------------------
 
 
@@ -520,10 +518,7 @@ def get_media(conn: Connection, ref: str) -> dict[str, Any]:
 
 
 def _full_item(conn: Connection, row: Row) -> dict[str, Any]:
-    item = {
-        key: _iso(value) if isinstance(value, date) else value
-        for key, value in row._mapping.items()
-    }
+    item = dict(row._mapping)  # dates and moments stay so: the writers format them
     by_origin: defaultdict[str, list[str]] = defaultdict(list)
     for _, origin, name in conn.execute(_tag_links(conn, [row.id]).order_by(TAG.c.name)):
         by_origin[origin].append(name)
@@ -537,9 +532,6 @@ def _full_item(conn: Connection, row: Row) -> dict[str, Any]:
         genres=_genres_by_item(conn, [row.id]).get(row.id, []),
         taglines=[text for _, text in taglines],
         taglines_by_origin=[{"origin": origin, "text": text} for origin, text in taglines],
-        runs=[
-            {key: _iso(v) if isinstance(v, datetime) else v for key, v in run._mapping.items()}
-            for run in runs
-        ],
+        runs=[dict(run._mapping) for run in runs],
     )
     return item

@@ -1,4 +1,4 @@
-"""Reads of the catalog."""
+"""Reads of the catalog's servers and libraries: what each library holds, how many servers."""
 
 from __future__ import annotations
 
@@ -28,3 +28,8 @@ def library_overview(conn: Connection, server_name: str) -> dict[str, dict[str, 
         .group_by(LIBRARY.c.id)
     )
     return {row.external_id: dict(row._mapping) for row in conn.execute(query)}
+
+
+def server_count(conn: Connection) -> int:
+    """How many servers feed the catalog (tables name an item's server only when several do)."""
+    return conn.execute(select(func.count()).select_from(SERVER)).scalar_one()
