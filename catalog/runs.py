@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, not_, or_, select, update
 
 from catalog.db.models import Run
 
@@ -35,13 +35,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def start_run(engine: Engine, command: str, server: str | None) -> int:
+def start_run(
+    engine: Engine, command: str, server: str | None, alive: ColumnElement[bool] | None = None
+) -> int:
     """Record a run as started. Call with the job's lock held: any earlier run of the same job
-    still marked running was killed before it could say so, and is marked abandoned."""
+    still marked running was killed before it could say so, and is marked abandoned. A job
+    whose runs may overlap (retag workers on PostgreSQL) says which runs are `alive`."""
     with engine.begin() as conn:
+        running = [RUN.c.command == command, RUN.c.server == server, RUN.c.status == RUNNING]
+        if alive is not None:
+            running.append(not_(alive))
         conn.execute(
             update(RUN)
-            .where(RUN.c.command == command, RUN.c.server == server, RUN.c.status == RUNNING)
+            .where(*running)
             .values(status=ABANDONED, error="the process ended without recording an outcome")
         )
         row = {"command": command, "server": server, "started_at": utcnow(), "status": RUNNING}
