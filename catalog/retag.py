@@ -613,6 +613,8 @@ class _Run:
             while pacing is not None and not self.todo.empty():  # claim no more than it calls
                 self.taken.clear()
                 await self.taken.wait()
+            if self.stop is not None:
+                return
             batch = await self.db.run(next, batches, None)
             if batch is None:
                 return

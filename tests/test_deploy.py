@@ -164,6 +164,33 @@ def test_cronjobs_pass_the_kubernetes_schema(scheduled: Path):
         kubernetes_validate.validate(doc, "1.27.0", strict=True)
 
 
+def test_retag_workers_run_as_one_parallel_job_on_postgresql_only(
+    scheduled: Path, database_url: str
+):
+    out = kubernetes(scheduled, "--retag-workers", "3")
+    if database_url.startswith("sqlite"):
+        assert out.exit_code == 2 and "Traceback" not in out.stderr
+        assert "--retag-workers 3: the catalog is SQLite" in out.stderr
+        assert out.stdout == ""
+        return
+    assert out.exit_code == 0, out.stderr
+    docs = {d["metadata"]["name"]: d for d in yaml.safe_load_all(out.stdout) if d}
+    retag = docs["catalog-retag"]["spec"]["jobTemplate"]["spec"]
+    assert retag["parallelism"] == 3 and "completions" not in retag  # a work queue
+    assert "parallelism" not in docs["catalog-sync"]["spec"]["jobTemplate"]["spec"]
+    assert docs["catalog-retag"]["spec"]["concurrencyPolicy"] == "Forbid"  # one run at a time
+    for doc in docs.values():
+        kubernetes_validate.validate(doc, "1.27.0", strict=True)
+    assert "parallelism" not in kubernetes(scheduled).stdout  # one pod unless asked
+
+
+def test_retag_workers_need_a_scheduled_retag(tmp_path: Path):
+    config = tmp_path / "sync-only.toml"
+    config.write_text('database_url = "postgresql://db/catalog"\n[schedule]\nsync = "0 3 * * *"\n')
+    out = kubernetes(config, "--retag-workers", "2")
+    assert out.exit_code == 2 and "no retag is scheduled" in out.stderr
+
+
 def test_the_schema_check_catches_a_misspelt_field(scheduled: Path):
     doc = next(d for d in yaml.safe_load_all(kubernetes(scheduled).stdout) if d)
     doc["spec"]["jobTemplate"]["spec"]["activeDeadlineSecond"] = 60

@@ -350,7 +350,10 @@ def test_a_service_that_goes_down_trips_the_breaker_and_the_run_is_partial(
     assert summary["status"] == "partial" and summary["tagged"] == answered >= 20
     assert "stopped calling it" in summary["error"] and "HTTP 500" in summary["error"]
     assert summary["skipped"] > 0
-    assert summary["tagged"] + summary["failed"] + summary["skipped"] == ITEMS
+    assert summary["tagged"] + summary["failed"] + summary["skipped"] == summary["selected"]
+    # Alone, a retag selects every overdue item; a worker (PostgreSQL) what it claimed so far.
+    claimed_all = summary["selected"] == ITEMS
+    assert claimed_all if engine.dialect.name == "sqlite" else summary["selected"] < ITEMS
     assert len(tagger_tags(engine)) == answered  # what was tagged is kept
     assert runs_by_status(engine).get("ok") == answered
     # The failed items stay overdue: a later run, once the service is back, takes them all.

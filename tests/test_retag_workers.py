@@ -4,6 +4,7 @@ on SQLite a second retag still exits 75 (tests/test_retag.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -83,8 +84,7 @@ def start_worker(
 
 
 def summaries(workers: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
-    import json
-
+    """Each worker's `--json` summary, once it has ended (successfully)."""
     found = []
     for proc in workers:
         out, err = proc.communicate(timeout=60)
@@ -270,8 +270,8 @@ def test_a_worker_killed_with_sigkill_loses_nothing_once_its_lease_expires(
     (survived,) = summaries([survivor])
     assert survived["status"] == "ok" and survived["tagged"] > 0
     time.sleep(3.2)  # the dead worker's lease runs out (if it had not during the survivor's run)
-    after = cli("retag", "--config", str(config), "--json",
-                env={"CATALOG_TAGGER_URL": tagger.url, "CATALOG_TAGGER_TOKEN": TAGGER_TOKEN})  # fmt: skip
+    tagger_env = {"CATALOG_TAGGER_URL": tagger.url, "CATALOG_TAGGER_TOKEN": TAGGER_TOKEN}
+    after = cli("retag", "--config", str(config), "--json", env=tagger_env)
     assert after.exit_code == 0, after.stderr
     assert runs_by_status(engine) == {"ok": ITEMS} and len(tagger_tags(engine)) == ITEMS
     answered = tagger.log.answered
