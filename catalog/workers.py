@@ -6,16 +6,16 @@ together, as the service sees them.
 Why a lease table and not advisory locks alone: an advisory lock dies with its connection,
 but a worker holds none open between statements (every batch is a short transaction on a
 pooled connection), and a lock cannot say which items it covers without one lock per item.
-A claim row with `lease_until` is set-based (one INSERT ... SELECT per batch), visible to
-every worker, and outlives nothing: a worker killed with -9 stops renewing it, and once
-`lease_s` has passed another worker takes the item.
+A claim row with `lease_until` is set-based (one INSERT ... SELECT per batch) and visible to
+every worker, and it ends with its worker all the same: a worker killed with -9 stops
+renewing it, and once `lease_s` has passed another worker takes the item.
 
 Shares never add up to more than the limits, even while workers come and go. Each worker
 records what it holds (`slots`: calls in flight; `starts`: call starts in any second) and
 takes at most what the others leave free, all under one transaction-level advisory lock:
 
 - a worker that joins holds nothing until the others have lowered theirs: it starts on
-  standby and takes its share at the beat after theirs (up to two beats later);
+  standby and takes its share at its first beat after theirs (two or three beats on);
 - a worker that lowers its share keeps holding the old one for HOLD_S (1.5 s) and at least
   until its next beat, so the starts it made under the old share are well over a second old
   before anyone else takes them; its calls in flight over the new share count as held until

@@ -20,8 +20,10 @@ from conftest import TOKEN
 from sqlalchemy import Engine, select, update
 from test_retag import FAST, TAGGER_TOKEN, media_ids, runs_by_status, tagger_tags
 
+from catalog.config import load_settings
 from catalog.db.engine import in_transaction, recorded_statements
 from catalog.db.models import RetagClaim, RetagWorker, Run
+from catalog.errors import ConfigError
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
 from catalog.fakes.tagger import FakeTagger
 from catalog.retag import Selection, claim_overdue, iter_claimed, select_overdue
@@ -281,3 +283,30 @@ def test_a_worker_killed_with_sigkill_loses_nothing_once_its_lease_expires(
     statuses = {r.id: r.status for r in retag_runs(engine)}
     assert statuses[survived["run_id"]] == statuses[after.json()["run_id"]] == "ok"
     assert sorted(statuses.values()) == ["abandoned", "ok", "ok"]  # the killed one's record
+
+
+@pytest.mark.slow
+@ON_POSTGRES
+def test_a_worker_past_the_concurrency_stands_by_and_ends_when_nothing_is_left(
+    synced: None, database_url: str, engine: Engine, tagger: FakeTagger, config: Path
+) -> None:
+    tagger.latency_s = 0.02
+    args = ("--rate", "100", "--concurrency", "1")
+    done = summaries([start_worker(database_url, tagger, config, *args) for _ in range(2)])
+    assert tagger.log.max_in_flight == 1  # one call at a time, for both together
+    assert set(tagger.log.answered.values()) == {1} and len(tagger.log.answered) == ITEMS
+    assert sorted(d["tagged"] for d in done)[0] < ITEMS / 2  # the younger mostly waited
+    assert sum(d["tagged"] for d in done) == ITEMS and {d["status"] for d in done} == {"ok"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CATALOG_RETAG_LEASE_S": "9"}, "tagger.lease_s: must be at least twice"),
+        ({"CATALOG_RETAG_HEARTBEAT_S": "0.5"}, "CATALOG_RETAG_HEARTBEAT_S: must be at least 1"),
+    ],
+    ids=["lease-too-short", "heartbeat-too-fast"],
+)
+def test_worker_timing_settings_are_checked(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env=env)
