@@ -101,6 +101,11 @@ class TaggerConfig:
     deadline_s: float | None = None  # a call's whole budget; None: DEADLINE_TIMEOUTS x timeout_s
     retry_after_max_s: float = 60.0
     redirect_hosts: tuple[str, ...] = ()  # other hosts it may redirect to (never given the token)
+    # Retag workers sharing a PostgreSQL catalog: how often each renews its registration and
+    # claims (and re-reads its share of rate and concurrency), and how long a silent one's
+    # claims hold before another worker may take them.
+    heartbeat_s: float = 5.0
+    lease_s: float = 30.0
 
     @property
     def effective_burst(self) -> int:
@@ -325,6 +330,10 @@ SPECS: dict[str, Spec] = {
     "tagger.flush_s": _positive(float),
     "tagger.max_answer_bytes": _positive(int),
     "tagger.redirect_hosts": Spec(list),
+    # At least a second: a worker's lowered share must outlast the limiter's one-second window
+    # before another worker may take what it gave up.
+    "tagger.heartbeat_s": Spec(float, low=1, env="CATALOG_RETAG_HEARTBEAT_S"),
+    "tagger.lease_s": _positive(float, env="CATALOG_RETAG_LEASE_S"),
     "push.rate": _positive(float, env="CATALOG_PUSH_RATE", flag="--rate"),
     "push.burst": _not_negative(int),
     "push.concurrency": Spec(
@@ -486,6 +495,12 @@ def _check_tagger(tagger: TaggerConfig, where: str) -> None:
     """What no single value shows: the checks that need two settings."""
     if tagger.kind == "openai" and not tagger.model:
         raise ConfigError(f"{where}: tagger.model: required for the openai kind")
+    if tagger.lease_s < 2 * tagger.heartbeat_s:
+        raise ConfigError(
+            f"{where}: tagger.lease_s: must be at least twice tagger.heartbeat_s "
+            f"({tagger.lease_s:g} < 2 x {tagger.heartbeat_s:g}): a live worker would lose "
+            "its claims"
+        )
 
 
 def _check_keys(raw: Mapping[str, Any], types: Mapping[str, type], where: str, prefix: str) -> None:

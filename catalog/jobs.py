@@ -30,7 +30,7 @@ from catalog.runs import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import ColumnElement, Engine
 
 # -- the exit-code table ------------------------------------------------------------------------
 
@@ -226,9 +226,11 @@ def recorded_run(
     report: JobReport,
     lock: AbstractContextManager[Any],
     retention: int | Retention = Retention(),
+    alive: ColumnElement[bool] | None = None,
 ) -> Iterator[JobReport]:
     """Run the block as one recorded run of `command`: under `lock` (LockHeld: the report
-    says locked), a run record started before and finished after, whatever ends the block.
+    says locked), a run record started before and finished after, whatever ends the block
+    (`alive`: which other running runs of the command are still alive, see start_run).
     The record is written with SIGINT/SIGTERM held, so a signal at any moment after the run
     record exists leaves it interrupted, never running. A run that settles as failed raises
     JobFailed after it is recorded."""
@@ -236,7 +238,7 @@ def recorded_run(
         with lock:
             try:
                 with signals_held():
-                    report.run_id = start_run(engine, command, server)
+                    report.run_id = start_run(engine, command, server, alive)
                 yield report
                 report.status = report.settle()
             except BaseException as exc:

@@ -2,9 +2,11 @@
 client, and write the answers back in batches.
 
 Selection streams keyset batches of ONE statement each: items joined to their `tagging`
-process run, with their genres and tags aggregated per row. Calls run on `concurrency`
-workers; answers are written by a single writer task on the database thread, one transaction
-per batch (`batch_size` answers or `flush_s` seconds, whichever comes first).
+process run, with their genres and tags aggregated per row. On PostgreSQL each batch is
+claimed in that same statement, so several workers share the overdue items (catalog.workers).
+Calls run on `concurrency` callers; answers are written by a single writer task on the
+database thread, one transaction per batch (`batch_size` answers or `flush_s` seconds,
+whichever comes first).
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, delete, exists, func, select
+from sqlalchemy import Connection, Engine, delete, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from catalog.aio import DbThread
 from catalog.db.engine import dialect_insert, in_connection, in_transaction
@@ -32,6 +36,7 @@ from catalog.db.models import (
     MediaTag,
     MediaTagline,
     ProcessRun,
+    RetagClaim,
     Server,
     Tag,
 )
@@ -46,6 +51,7 @@ from catalog.tagging import TagAnswer, TagRequest
 from catalog.tagging.client import TaggerClient
 from catalog.tags.aliases import resolve_tags
 from catalog.tags.guard import guard_links
+from catalog.workers import Limits, SharedPacing, Worker, alive_runs
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,7 @@ MEDIA, LIBRARY, RUN_ROW = Media.__table__, Library.__table__, ProcessRun.__table
 SERVER = Server.__table__
 TAG, MEDIA_TAG, TAGLINE = Tag.__table__, MediaTag.__table__, MediaTagline.__table__
 GENRE, MEDIA_GENRE = Genre.__table__, MediaGenre.__table__
+CLAIM = RetagClaim.__table__
 PROCESS = "tagging"
 TAGGER_ORIGIN = "tagger"
 SELECT_BATCH = 1000
@@ -132,6 +139,17 @@ def select_overdue(
 ) -> list[TagRequest]:
     """The next `limit` overdue items after `after_id`, in id order, with what the tagging
     service is told about them: one statement."""
+    query = (
+        _requests(conn)
+        .where(MEDIA.c.id > after_id, *_overdue_where(selection, now))
+        .order_by(MEDIA.c.id)
+        .limit(limit)
+    )
+    return [_request(row) for row in conn.execute(query)]
+
+
+def _requests(conn: Connection) -> Any:
+    """SELECT what a tag request needs of each media row."""
     genres = _names(conn, MEDIA_GENRE, GENRE, MEDIA_GENRE.c.genre_id, MEDIA_GENRE.c.position)
     tags = _names(conn, MEDIA_TAG, TAG, MEDIA_TAG.c.tag_id)
     columns = (
@@ -139,13 +157,66 @@ def select_overdue(
         MEDIA.c.official_rating, MEDIA.c.critic_rating, MEDIA.c.community_rating,
         MEDIA.c.runtime_s, genres.label("genres"), tags.label("tags"),
     )  # fmt: skip
-    query = (
-        select(*columns)
-        .where(MEDIA.c.id > after_id, *_overdue_where(selection, now))
+    return select(*columns)
+
+
+def _claimable(selection: Selection, now: datetime, worker: Worker) -> list[Any]:
+    """Overdue, claimed by no live lease, and not run since `worker` started (answered or
+    failed by any worker meanwhile: a later run retries a failure, as a lone run does)."""
+    taken = exists().where(CLAIM.c.media_id == MEDIA.c.id, CLAIM.c.lease_until >= func.now())
+    ran = exists().where(
+        RUN_ROW.c.media_id == MEDIA.c.id,
+        RUN_ROW.c.process == PROCESS,
+        RUN_ROW.c.last_run_at >= worker.started,
+    )
+    return [*_overdue_where(selection, now), ~taken, ~ran]
+
+
+def claim_overdue(
+    conn: Connection,
+    selection: Selection,
+    now: datetime,
+    worker: Worker,
+    after_id: int,
+    limit: int,
+) -> list[TagRequest]:
+    """Claim the next `limit` claimable items after `after_id` for `worker` and return their
+    requests: one statement (PostgreSQL). SKIP LOCKED lets workers claiming at the same moment
+    pass each other's rows; the conflict clause is what makes a claim exclusive, since it sees
+    a claim committed after this statement's snapshot and takes it only once expired."""
+    picked = (
+        select(MEDIA.c.id)
+        .where(MEDIA.c.id > after_id, *_claimable(selection, now, worker))
         .order_by(MEDIA.c.id)
         .limit(limit)
+        .with_for_update(skip_locked=True, of=MEDIA)
+        .cte("picked")
+    )
+    lease = func.now() + timedelta(seconds=worker.lease_s)
+    rows = select(picked.c.id, literal(worker.id, CLAIM.c.worker_id.type), lease)
+    claim = pg_insert(CLAIM).from_select(["media_id", "worker_id", "lease_until"], rows)
+    claimed = (
+        claim.on_conflict_do_update(
+            index_elements=[CLAIM.c.media_id],
+            set_={"worker_id": claim.excluded.worker_id, "lease_until": claim.excluded.lease_until},
+            where=CLAIM.c.lease_until < func.now(),
+        )
+        .returning(CLAIM.c.media_id)
+        .cte("claimed")
+    )
+    query = (
+        _requests(conn)
+        .join_from(MEDIA, claimed, claimed.c.media_id == MEDIA.c.id)
+        .order_by(MEDIA.c.id)
     )
     return [_request(row) for row in conn.execute(query)]
+
+
+def any_claimable(conn: Connection, selection: Selection, now: datetime, worker: Worker) -> bool:
+    """Whether an item is left for `worker` to claim (a worker on standby asks, to know when
+    to give up waiting for a share)."""
+    query = select(exists().where(*_claimable(selection, now, worker)))
+    return bool(conn.execute(query).scalar())
 
 
 def _request(row: Any) -> TagRequest:
@@ -193,6 +264,30 @@ def iter_overdue(
             return
 
 
+def iter_claimed(
+    engine: Engine,
+    selection: Selection,
+    now: datetime,
+    worker: Worker,
+    size: Callable[[], int],
+) -> Iterator[list[TagRequest]]:
+    """Batches claimed for `worker` (one transaction each, `size()` items at most): forward in
+    id order, then from the start again for what was released, expired or passed over
+    meanwhile; a pass from the start that claims nothing ends it."""
+    after, left = 0, selection.limit
+    while left is None or left > 0:
+        count = size() if left is None else min(size(), left)
+        batch = in_transaction(engine, claim_overdue, selection, now, worker, after, count)
+        if not batch:
+            if after == 0:
+                return
+            after = 0
+            continue
+        yield batch
+        after = batch[-1].media_id
+        left = None if left is None else left - len(batch)
+
+
 def most_used_tags(conn: Connection, limit: int) -> list[str]:
     """The catalog's `limit` most used tag names: the vocabulary the service should reuse."""
     if limit <= 0:
@@ -233,12 +328,20 @@ class WriteCounts:
         )  # fmt: skip
 
 
-def write_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> WriteCounts:
+def write_outcomes(
+    conn: Connection, outcomes: Sequence[Outcome], now: datetime, claimed_by: str | None = None
+) -> WriteCounts:
     """Write one batch of outcomes in the caller's transaction, in a fixed number of
     statements: an answered item's tagger tags and taglines are replaced (its server tags
     untouched) and its run recorded as a success on the hash it was sent with; a failed item's
-    run records the error and keeps its last success, so it stays overdue."""
+    run records the error and keeps its last success, so it stays overdue. `claimed_by`: the
+    worker whose claims on these items end with this transaction."""
     guard_links(conn)
+    if claimed_by is not None:
+        ids = [o.request.media_id for o in outcomes]
+        conn.execute(
+            delete(CLAIM).where(CLAIM.c.media_id.in_(ids), CLAIM.c.worker_id == claimed_by)
+        )
     present = _present_ids(conn, [o.request.media_id for o in outcomes])
     kept = [safe_outcome(o) for o in outcomes if o.request.media_id in present]
     answered = [o for o in kept if o.answer is not None]
@@ -335,6 +438,7 @@ class RetagReport(JobReport):
     skipped: int = 0
     retries: int = 0
     rate_limited: int = 0
+    worker: str | None = None  # on PostgreSQL, the worker id this run shared the items as
     failures: dict[str, int] = field(default_factory=dict)  # reason → items, for the log
 
     INTERNAL: ClassVar[tuple[str, ...]] = ("started", "failures")
@@ -383,22 +487,46 @@ async def run_retag(
     batching: WriteBatching | None = None,
     retention: Retention | int = Retention(),
 ) -> RetagReport:
-    """Retag what `selection` takes as one recorded run under the retag lock. Whatever stops
-    it (the breaker, a refused token, a signal), answers already received are written."""
+    """Retag what `selection` takes as one recorded run. Whatever stops it (the breaker, a
+    refused token, a signal), answers already received are written. On SQLite under the retag
+    lock (a second run exits 75); on PostgreSQL as one of the workers that share the overdue
+    items and the service's limits (catalog.workers), however many run."""
     progress = progress or QuietProgress()
-    lock = job_lock(engine, "retag", None)
-    with recorded_run(engine, "retag", None, report, lock, retention), DbThread() as db:
+    shared = engine.dialect.name == "postgresql"
+    worker = Worker.new(client.config) if shared else None
+    lock = nullcontext() if shared else job_lock(engine, "retag", None)
+    alive = alive_runs(client.config.lease_s) if shared else None
+    with recorded_run(engine, "retag", None, report, lock, retention, alive), DbThread() as db:
         try:
             now = utcnow()
-            report.selected = await db.run(in_connection, engine, count_overdue, selection, now)
-            progress.started(TASK, report.selected)
+            overdue = await db.run(in_connection, engine, count_overdue, selection, now)
+            report.selected = 0 if shared else overdue  # a worker counts what it claims
+            progress.started(TASK, overdue)
             existing_count = client.config.existing_tags
             existing = await db.run(in_connection, engine, most_used_tags, existing_count)
             run = _Run(engine, db, client, report, progress, batching or WriteBatching())
-            await run.go(selection, now, existing)
+            if worker is None:
+                await run.go(selection, now, existing)
+            else:
+                await _as_worker(run, worker, selection, now, existing)
         finally:
             _finish_report(report, client.stats)
     return report
+
+
+async def _as_worker(
+    run: _Run, worker: Worker, selection: Selection, now: datetime, existing: list[str]
+) -> None:
+    """The run as one registered worker: its share taken before the first call, its claims
+    released (and its share given back) however it ends."""
+    limits = Limits.of(run.client.config)
+    pacing = SharedPacing(run.engine, run.db, run.client.limiter, limits, worker)
+    run.report.worker = worker.id
+    await pacing.join(run.report.run_id)
+    try:
+        await run.go(selection, now, existing, pacing)
+    finally:
+        await pacing.leave()
 
 
 def _finish_report(report: RetagReport, stats: HttpStats) -> None:
@@ -426,21 +554,35 @@ class _Run:
         self.todo: asyncio.Queue[TagRequest | None] = asyncio.Queue(maxsize=2 * workers)
         self.done: asyncio.Queue[Outcome | None] = asyncio.Queue()
         self.stop: BaseException | None = None
+        self.claimed_by: str | None = None
+        self.taken = asyncio.Event()  # a caller took the last request waiting in `todo`
 
-    async def go(self, selection: Selection, now: datetime, existing: list[str]) -> None:
+    async def go(
+        self,
+        selection: Selection,
+        now: datetime,
+        existing: list[str],
+        pacing: SharedPacing | None = None,
+    ) -> None:
+        """Feed, call and write until the selection is done; with `pacing`, the items come
+        from claims and a heartbeat keeps the claims and the share up to date."""
+        self.claimed_by = pacing.worker.id if pacing is not None else None
         writer = asyncio.create_task(self._write_loop())
+        beats = asyncio.create_task(self._beat(pacing)) if pacing is not None else None
         callers = [
             asyncio.create_task(self._call_loop(existing))
             for _ in range(self.client.config.concurrency)
         ]
         try:
-            await self._feed(selection, now, len(callers))
+            await self._feed(self._batches(selection, now, pacing), len(callers))
             await asyncio.gather(*callers)
         finally:
             # Cancelled or not, what was answered is written before the run ends.
-            for task in callers:
+            for task in [*callers, *([beats] if beats else [])]:
                 task.cancel()
             await asyncio.gather(*callers, return_exceptions=True)
+            if beats is not None:
+                await asyncio.gather(beats, return_exceptions=True)
             self.done.put_nowait(None)
             await asyncio.shield(writer)
         if isinstance(self.stop, CircuitOpen):
@@ -448,8 +590,8 @@ class _Run:
         elif self.stop is not None:
             raise self.stop
 
-    async def _feed(self, selection: Selection, now: datetime, callers: int) -> None:
-        async for batch in self._batches(selection, now):
+    async def _feed(self, batches: AsyncIterator[list[TagRequest]], callers: int) -> None:
+        async for batch in batches:
             for request in batch:
                 if self.stop is not None:
                     break
@@ -457,16 +599,53 @@ class _Run:
         for _ in range(callers):
             await self.todo.put(None)
 
-    async def _batches(self, selection: Selection, now: datetime) -> AsyncIterator[list]:
-        batches = iter_overdue(self.engine, selection, now)
+    async def _batches(
+        self, selection: Selection, now: datetime, pacing: SharedPacing | None
+    ) -> AsyncIterator[list[TagRequest]]:
+        if pacing is None:
+            batches = iter_overdue(self.engine, selection, now)
+        else:
+            size = lambda: pacing.share.claim_size()  # noqa: E731 (the share of the moment)
+            batches = iter_claimed(self.engine, selection, now, pacing.worker, size)
         while self.stop is None:
+            if pacing is not None and not await self._has_share(pacing, selection, now):
+                return
+            while pacing is not None and not self.todo.empty():  # claim no more than it calls
+                self.taken.clear()
+                await self.taken.wait()
+            if self.stop is not None:
+                return
             batch = await self.db.run(next, batches, None)
             if batch is None:
                 return
+            if pacing is not None:
+                self.report.selected += len(batch)
             yield batch
+
+    async def _has_share(self, pacing: SharedPacing, selection: Selection, now: datetime) -> bool:
+        """Wait for a share of the service's limits before claiming; False once, on standby,
+        nothing is left to claim (the others have it all in hand)."""
+        while not pacing.share.active and self.stop is None:
+            await pacing.wait_active()
+            if pacing.share.active:
+                break
+            left = await self.db.run(
+                in_connection, self.engine, any_claimable, selection, now, pacing.worker
+            )
+            if not left:
+                return False
+        return self.stop is None
+
+    async def _beat(self, pacing: SharedPacing) -> None:
+        try:
+            await pacing.beat_forever()
+        except Exception as exc:  # a catalog that stops answering stops the run
+            self.stop = self.stop or exc
 
     async def _call_loop(self, existing: list[str]) -> None:
         while (request := await self.todo.get()) is not None:
+            if self.todo.empty():
+                self.taken.set()
             if self.stop is not None:
                 continue  # drain, so the feeder is never stuck on a full queue
             try:
@@ -505,7 +684,7 @@ class _Run:
             await self._write(batch)
 
     async def _write(self, batch: list[Outcome]) -> None:
-        counts = await self.db.run(write_batch, self.engine, batch, utcnow())
+        counts = await self.db.run(write_batch, self.engine, batch, utcnow(), self.claimed_by)
         self.report.tagged += counts.tagged
         self.report.failed += counts.failed
         for outcome in counts.failures:
@@ -513,20 +692,22 @@ class _Run:
                 self.report.failures[outcome.error] = self.report.failures.get(outcome.error, 0) + 1
 
 
-def write_batch(engine: Engine, batch: list[Outcome], now: datetime) -> WriteCounts:
+def write_batch(
+    engine: Engine, batch: list[Outcome], now: datetime, claimed_by: str | None = None
+) -> WriteCounts:
     """The batch in one transaction; one the database refuses is halved until each refused
     answer is alone, and that one is recorded as failed with the database's reason, so one
     bad answer fails only its own item. Statements grow with the number of bad answers."""
     try:
-        counts = in_transaction(engine, write_outcomes, batch, now)
+        counts = in_transaction(engine, write_outcomes, batch, now, claimed_by)
     except refused_by(engine.dialect.name) as exc:
         if len(batch) == 1 and batch[0].answer is not None:
             reason = f"refused by the database: {refusal(exc)}"
-            return write_batch(engine, [Outcome(batch[0].request, error=reason)], now)
+            return write_batch(engine, [Outcome(batch[0].request, error=reason)], now, claimed_by)
         if len(batch) == 1:
             raise
         middle = len(batch) // 2
-        first = write_batch(engine, batch[:middle], now)
-        return first.plus(write_batch(engine, batch[middle:], now))
+        first = write_batch(engine, batch[:middle], now, claimed_by)
+        return first.plus(write_batch(engine, batch[middle:], now, claimed_by))
     counts.failures = [o for o in batch if o.error]
     return counts

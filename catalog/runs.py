@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection, Engine
+    from sqlalchemy import ColumnElement, Connection, Engine
 RUNNING, OK, PARTIAL, FAILED, INTERRUPTED, ABANDONED = (
     "running", "ok", "partial", "failed", "interrupted", "abandoned",
 )  # fmt: skip
@@ -40,18 +40,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def start_run(engine: Engine, command: str, server: str | None) -> int:
+def start_run(
+    engine: Engine, command: str, server: str | None, alive: ColumnElement[bool] | None = None
+) -> int:
     """Record a run as started. Call with the job's lock held: any earlier run of the same job
-    still marked running was killed before it could say so, and is marked abandoned."""
-    from sqlalchemy import insert, update
+    still marked running was killed before it could say so, and is marked abandoned. A job
+    whose runs may overlap (retag workers on PostgreSQL) says which runs are `alive`."""
+    from sqlalchemy import insert, not_, update
 
     if command not in COMMANDS:  # `catalog status --job` offers only these
         raise ValueError(f"unknown command {command!r} (known: {', '.join(COMMANDS)})")
     RUN = _run_table()
     with engine.begin() as conn:
+        running = [RUN.c.command == command, RUN.c.server == server, RUN.c.status == RUNNING]
+        if alive is not None:
+            running.append(not_(alive))
         conn.execute(
             update(RUN)
-            .where(RUN.c.command == command, RUN.c.server == server, RUN.c.status == RUNNING)
+            .where(*running)
             .values(status=ABANDONED, error="the process ended without recording an outcome")
         )
         row = {"command": command, "server": server, "started_at": utcnow(), "status": RUNNING}

@@ -207,6 +207,9 @@ class KubernetesOptions:
     active_deadline_s: int = 6 * 3600
     requests: Mapping[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "256Mi"})
     limits: Mapping[str, str] = field(default_factory=lambda: {"memory": "1Gi"})
+    # Pods of one retag run at once: workers sharing a PostgreSQL catalog's overdue items and
+    # the tagging service's limits. A work queue: the Job is done when they all have ended.
+    retag_workers: int = 1
 
 
 def kubernetes_cronjobs(
@@ -238,6 +241,9 @@ def _cronjob(
         "activeDeadlineSeconds": options.active_deadline_s,
         "template": {"spec": pod},
     }
+    if job == "retag" and options.retag_workers > 1:
+        # No `completions`: each pod ends when nothing is left to claim, and the Job with it.
+        job_spec["parallelism"] = options.retag_workers
     spec |= {
         "concurrencyPolicy": "Forbid",
         "startingDeadlineSeconds": options.starting_deadline_s,

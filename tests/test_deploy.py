@@ -87,7 +87,7 @@ def test_the_image_commands_run_outside_a_container(tmp_path: Path):
     """`docker run IMAGE demo`, then the HEALTHCHECK, as the image would run them."""
     data, etc = tmp_path / "data", tmp_path / "etc"
     data.mkdir()
-    env = image_env(data, etc)
+    env = {**image_env(data, etc), "CATALOG_SCHEDULE_SYNC": "0 3 * * *"}  # as compose.yaml does
     entry = json.loads(last("ENTRYPOINT"))
     demo = subprocess.run(
         [*entry, "demo", "--items", "40", "--json"], env=env, cwd=data, capture_output=True,
@@ -99,8 +99,14 @@ def test_the_image_commands_run_outside_a_container(tmp_path: Path):
     health = json.loads(last("HEALTHCHECK").split("CMD", 1)[1])
     probe = subprocess.run(health, env=env, cwd=data, capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
-    assert json.loads(probe.stdout) == {"runs": []}
+    [job] = json.loads(probe.stdout)["jobs"]  # healthy before the first sync made the catalog
+    assert job["job"] == "sync" and job["last_run"] is None
+    assert not (data / "catalog" / "catalog.db").exists()  # a probe writes nothing
+    made = subprocess.run([*entry, "db", "upgrade"], env=env, cwd=data, capture_output=True)
+    assert made.returncode == 0, made.stderr
     assert (data / "catalog" / "catalog.db").is_file()  # the image's default catalog: the volume
+    probe = subprocess.run(health, env=env, cwd=data, capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
 
 
 def test_the_image_default_command_runs_the_schedule(database_url: str, fake: Any, tmp_path: Path):
@@ -162,6 +168,33 @@ def test_cronjobs_pass_the_kubernetes_schema(scheduled: Path):
     assert len(docs) == 2
     for doc in docs:
         kubernetes_validate.validate(doc, "1.27.0", strict=True)
+
+
+def test_retag_workers_run_as_one_parallel_job_on_postgresql_only(
+    scheduled: Path, database_url: str
+):
+    out = kubernetes(scheduled, "--retag-workers", "3")
+    if database_url.startswith("sqlite"):
+        assert out.exit_code == 2 and "Traceback" not in out.stderr
+        assert "--retag-workers 3: the catalog is SQLite" in out.stderr
+        assert out.stdout == ""
+        return
+    assert out.exit_code == 0, out.stderr
+    docs = {d["metadata"]["name"]: d for d in yaml.safe_load_all(out.stdout) if d}
+    retag = docs["catalog-retag"]["spec"]["jobTemplate"]["spec"]
+    assert retag["parallelism"] == 3 and "completions" not in retag  # a work queue
+    assert "parallelism" not in docs["catalog-sync"]["spec"]["jobTemplate"]["spec"]
+    assert docs["catalog-retag"]["spec"]["concurrencyPolicy"] == "Forbid"  # one run at a time
+    for doc in docs.values():
+        kubernetes_validate.validate(doc, "1.27.0", strict=True)
+    assert "parallelism" not in kubernetes(scheduled).stdout  # one pod unless asked
+
+
+def test_retag_workers_need_a_scheduled_retag(tmp_path: Path):
+    config = tmp_path / "sync-only.toml"
+    config.write_text('database_url = "postgresql://db/catalog"\n[schedule]\nsync = "0 3 * * *"\n')
+    out = kubernetes(config, "--retag-workers", "2")
+    assert out.exit_code == 2 and "no retag is scheduled" in out.stderr
 
 
 def test_the_schema_check_catches_a_misspelt_field(scheduled: Path):

@@ -101,6 +101,11 @@ def test_a_run_that_finds_its_lock_held_says_locked_and_exits_75(
         out = cli(*command, "--json", env=tagger_config)
     finally:
         holder.communicate("")
+    if job == "retag" and database_url.startswith("postgresql"):
+        # On PostgreSQL a retag takes no lock: it joins the other workers (test_retag_workers).
+        assert out.exit_code == 0, out.stderr
+        assert out.json()["status"] == "ok" and [r.status for r in runs(engine)] == ["ok"]
+        return
     assert out.exit_code == 75, out.stderr
     summary = out.json()
     assert summary["status"] == "locked" and summary["run_id"] is None

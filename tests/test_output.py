@@ -432,7 +432,7 @@ def test_retag_dry_run_json_keys_are_a_retags_summary_and_the_first_items(cli):
     assert list(data) == [*RetagReport.json_keys(), "first"]
     assert set(data) == {
         "status", "duration_s", "run_id", "error", "selected", "tagged", "failed", "skipped",
-        "retries", "rate_limited", "first",
+        "retries", "rate_limited", "worker", "first",
     }  # fmt: skip
     assert data["status"] == "dry_run" and data["selected"] == 3 and data["tagged"] == 0
     assert [set(item) for item in data["first"]] == [{"id", "name", "tags"}] * 3

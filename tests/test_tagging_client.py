@@ -60,6 +60,31 @@ def test_a_pause_holds_every_caller_and_the_rate_halves_then_recovers() -> None:
     assert rate == 100
 
 
+def test_the_limiter_takes_a_new_rate_and_concurrency_while_calls_run() -> None:
+    async def go() -> tuple[list[int], list[float]]:
+        limiter = RateLimiter(rate=1000, burst=10, slots=4)
+        seen, stamps = [], []
+
+        async def call() -> None:
+            async with limiter.slot():
+                await limiter.acquire()
+                stamps.append(time.monotonic())
+                seen.append(limiter.in_flight)
+                await asyncio.sleep(0.05)
+
+        first = [asyncio.create_task(call()) for _ in range(8)]
+        await asyncio.sleep(0.01)
+        limiter.resize(rate=20, burst=1, window=21, slots=1)  # another worker joined
+        await asyncio.gather(*first, *(call() for _ in range(4)))
+        return seen, stamps
+
+    seen, stamps = asyncio.run(go())
+    assert seen[:4] == [4] * 4  # four slots before the resize, all taken
+    assert seen[4:] == [1] * 8  # then one at a time, once the calls in flight ended
+    # ...at 20 a second: the 8 calls after the first 4 take at least 7 intervals of 0.05 s.
+    assert stamps[-1] - stamps[4] >= 7 * 0.05 * 0.95
+
+
 def test_breaker_opens_after_consecutive_failures_then_gives_up() -> None:
     async def go() -> list[str]:
         breaker = CircuitBreaker(threshold=2, cooldown_s=0.05, max_opens=1)

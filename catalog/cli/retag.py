@@ -64,6 +64,9 @@ RETAG_HELP = """Tag items never tagged, or not within --older-than, through the 
     Calls run in parallel under a shared rate limit; answers are written in batches.
     Only tagger tags are replaced: tags from the media server stay.
 
+    On PostgreSQL, retags started on one catalog (on any host) share the overdue items
+    and the rate and concurrency; on SQLite a second one exits 75.
+
     Exit code 3 when some items were tagged and some failed; 1 when nothing was answered."""
 
 

@@ -291,14 +291,25 @@ def kubernetes_command(
         str | None, typer.Option("--cpu-limit", help="CPU limit (default: none, no throttling).")
     ] = None,
     memory_limit: Annotated[str, typer.Option("--memory-limit", help="Memory limit.")] = "1Gi",
+    retag_workers: Annotated[
+        int,
+        typer.Option(
+            "--retag-workers",
+            min=1,
+            help="Pods of each retag run (Job parallelism): workers sharing the overdue items "
+            "and the tagging service's limits. A PostgreSQL catalog only.",
+        ),
+    ] = 1,
     config: ConfigOpt = None,
+    database_url: DatabaseOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """CronJob manifests (concurrencyPolicy: Forbid), one per configured job: non-root,
     read-only root filesystem, no capabilities, bounded time and resources."""
     setup_logging(True, debug)
     with errors(debug):
-        settings = load_settings(config)
+        settings = load_settings(config, database_url=database_url)
+        _check_retag_workers(retag_workers, settings)
         requests = {"cpu": cpu_request, "memory": memory_request}
         limits = {"cpu": cpu_limit, "memory": memory_limit}
         options = KubernetesOptions(
@@ -306,11 +317,24 @@ def kubernetes_command(
             time_zone=time_zone, starting_deadline_s=starting_deadline,
             active_deadline_s=active_deadline,
             requests={k: v for k, v in requests.items() if v},
-            limits={k: v for k, v in limits.items() if v},
+            limits={k: v for k, v in limits.items() if v}, retag_workers=retag_workers,
         )  # fmt: skip
         text = kubernetes_cronjobs(scheduled_jobs(settings), options)
         _warn_if_throwaway(settings.database_url)
     sys.stdout.write(text)
+
+
+def _check_retag_workers(workers: int, settings: Settings) -> None:
+    """Several retag pods need a retag scheduled and a catalog they can share."""
+    if workers == 1:
+        return
+    if "retag" not in scheduled_jobs(settings):
+        raise ConfigError(f"--retag-workers {workers}: no retag is scheduled ([schedule] retag)")
+    if parse_url(settings.database_url).get_backend_name() == "sqlite":
+        raise ConfigError(
+            f"--retag-workers {workers}: the catalog is SQLite, which one retag at a time works "
+            "on; set database_url (or --database-url) to the PostgreSQL catalog the pods use"
+        )
 
 
 def _warn_if_throwaway(database_url: str) -> None:

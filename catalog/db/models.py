@@ -269,6 +269,34 @@ class SyncSeen(Base):
     )
 
 
+class RetagWorker(Base):
+    """A `catalog retag` process sharing a PostgreSQL catalog's overdue items with others: alive
+    while its heartbeat is younger than `tagger.lease_s`; `slots` and `starts` are the calls in
+    flight and the call starts per second it holds of the tagging service's limits."""
+
+    __tablename__ = "retag_worker"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    slots: Mapped[int] = mapped_column(Integer)
+    starts: Mapped[int] = mapped_column(Integer)
+
+
+class RetagClaim(Base):
+    """An overdue item a retag worker took: no other worker calls it while `lease_until` is to
+    come (the worker renews it with each heartbeat, and deletes it with the item's answer)."""
+
+    __tablename__ = "retag_claim"
+
+    media_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    worker_id: Mapped[str] = mapped_column(String(120), index=True)
+    lease_until: Mapped[datetime]
+
+
 LINK_TABLES = (
     MediaTag.__table__,
     MediaGenre.__table__,

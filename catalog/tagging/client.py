@@ -62,7 +62,7 @@ class TaggerClient:
     ) -> None:
         self.config = config
         self.backend = backend or backend_for(config.kind, config.model)
-        self.limiter = RateLimiter(config.rate, config.effective_burst)
+        self.limiter = RateLimiter(config.rate, config.effective_burst, slots=config.concurrency)
         self.breaker = CircuitBreaker(
             config.breaker_failures, config.breaker_cooldown_s, config.breaker_max_opens
         )
@@ -92,7 +92,12 @@ class TaggerClient:
 
     async def tag(self, request: TagRequest, existing_tags: list[str]) -> TagAnswer:
         """The service's answer for one item. Raises TaggerCallFailed (or MalformedAnswer) when
-        this item fails, TaggerAuthError or CircuitOpen when the whole run must stop."""
+        this item fails, TaggerAuthError or CircuitOpen when the whole run must stop. The call
+        holds one of the limiter's slots, its retries included."""
+        async with self.limiter.slot():
+            return await self._tag(request, existing_tags)
+
+    async def _tag(self, request: TagRequest, existing_tags: list[str]) -> TagAnswer:
         await self.breaker.admit()
         payload = self.backend.payload(request, existing_tags)
         try:

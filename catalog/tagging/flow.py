@@ -1,5 +1,7 @@
 """Pacing shared by every worker of a run: a token-bucket rate limiter that Retry-After pauses
-and 429s slow down, and a circuit breaker that stops dispatching to a failing service."""
+and 429s slow down, with a cap on calls in flight, both adjustable while it runs (a process
+that shares the service's limits with others takes its share of them); and a circuit breaker
+that stops dispatching to a failing service."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from catalog.errors import CircuitOpen
 
@@ -21,16 +24,24 @@ WINDOW_SLACK_S = 0.1
 
 
 class RateLimiter:
-    """At most `burst` + `rate`·t calls start in any t seconds, across all workers.
+    """At most `burst` + `rate`·t calls start in any t seconds, across all workers, and at most
+    `slots` calls are in flight (None: as many as the callers make).
 
     Callers queue on one lock, so they are served in arrival order and a Retry-After pause
     holds every one of them. A rate-limit answer halves the rate (down to an eighth of the
     configured one); each success then raises it by a twentieth of the configured rate.
     The bucket alone bounds the starts in any second by burst + rate; the log of recent
-    starts keeps that bound over a slightly longer window, which absorbs scheduling jitter.
+    starts keeps that bound (`window`, default int(rate) + burst) over a slightly longer
+    window, which absorbs scheduling jitter. `resize` changes all of them while calls run.
     """
 
-    def __init__(self, rate: float, burst: int = 1, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 1,
+        clock: Clock = time.monotonic,
+        slots: int | None = None,
+    ) -> None:
         self.configured = self.rate = float(rate)
         self.burst = max(int(burst), 1)
         self._clock = clock
@@ -41,6 +52,39 @@ class RateLimiter:
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
         self._starts: deque[float] = deque(maxlen=int(self.configured) + self.burst)
+        self.slots, self.in_flight = slots, 0
+        self._slot_freed = asyncio.Event()
+
+    @property
+    def window(self) -> int:
+        """Calls allowed to start within any second (and its slack)."""
+        return self._starts.maxlen or 1
+
+    def resize(self, rate: float, burst: int, window: int, slots: int | None) -> None:
+        """Take new limits at once: calls already started stay counted, a slow-down after
+        429s keeps its proportion, and calls in flight over a lowered `slots` finish."""
+        self._refill(self._clock())
+        slowed = self.rate / self.configured
+        self.configured = float(rate)
+        self.rate = self.configured * slowed
+        self.burst = max(int(burst), 1)
+        self._tokens = min(self._tokens, self.burst)
+        self._starts = deque(self._starts, maxlen=max(int(window), 1))  # keeps the newest
+        self.slots = slots
+        self._slot_freed.set()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the `slots` for the block (one call, its retries included)."""
+        while self.slots is not None and self.in_flight >= self.slots:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._slot_freed.set()
 
     async def acquire(self) -> None:
         """Wait for the right to start one call."""
