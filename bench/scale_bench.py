@@ -33,11 +33,13 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, met, run_catalog, write_section
+from retag_bench import forget_tagging
 from sync_bench import DEFAULT_PG, ROOT, TOKEN, count_statements, database, fake_server
 
 from catalog.db.engine import create_catalog_engine
 from catalog.db.migrate import upgrade
 from catalog.db.models import Base
+from catalog.fakes.tagger import FakeTagger
 
 HEADER = "## Scale: the sync near its bound, start-up, a million items, retag workers (issue 14)"
 BASELINE = "eab2cfd"  # main before the scale work
@@ -307,6 +309,57 @@ def _per_1000(statements: int, items: int) -> float:
     return statements / items * 1000
 
 
+# -- retag workers ------------------------------------------------------------------------------
+
+
+def run_workers(db_url: str, workers: int, rate: float, concurrency: int) -> dict[str, Any]:
+    """`workers` retag processes started together on one PostgreSQL catalog against one fake
+    tagger (50 ms a call): items/s over the wall time of the slowest, and what the tagger saw."""
+    forget_tagging(db_url)
+    with FakeTagger(latency_s=0.05) as tagger:
+        env = {
+            **os.environ, "CATALOG_DATABASE_URL": db_url, "CATALOG_TAGGER_URL": tagger.url,
+            "CATALOG_RETAG_HEARTBEAT_S": "1", "CATALOG_RETAG_LEASE_S": "3",
+        }  # fmt: skip
+        cmd = [sys.executable, "-m", "catalog", "retag", "--json", "--quiet", "--rate",
+               str(rate), "--concurrency", str(concurrency)]  # fmt: skip
+        started = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=tempfile.gettempdir()
+            )
+            for _ in range(workers)
+        ]
+        summaries = [json.loads(p.communicate()[0]) for p in procs]
+        wall = time.perf_counter() - started
+        answered = list(tagger.log.answered.values())
+        tagged = sum(s["tagged"] for s in summaries)
+        return {
+            "items_per_s": tagged / wall, "tagged": tagged,
+            "max_window": tagger.log.max_in_window(1.0), "max_in_flight": tagger.log.max_in_flight,
+            "exactly_once": bool(answered) and set(answered) == {1},
+            "by_worker": [s["tagged"] for s in summaries],
+        }  # fmt: skip
+
+
+def bench_workers(args: argparse.Namespace) -> dict[str, Any]:
+    """N = 1, 2, 4 workers, with limits far above what one worker sends, then with a rate that
+    binds."""
+    results: dict[str, Any] = {"rows": []}
+    with (
+        fake_server(args.worker_items) as url,
+        database("postgresql", args.postgres, Path(args.workdir)) as db_url,
+    ):
+        sync(Code("ours"), db_url, url)
+        for rate, concurrency in ((5000.0, 256), (args.bound_rate, 256)):
+            for workers in (1, 2, 4):
+                row = run_workers(db_url, workers, rate, concurrency)
+                row.update(workers=workers, rate=rate, burst=max(1, round(rate / 10)))
+                results["rows"].append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+    return results
+
+
 # -- the report ---------------------------------------------------------------------------------
 
 
@@ -325,6 +378,8 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         lines += render_startup(results["startup"], args)
     if "million" in results:
         lines += render_million(results["million"], args)
+    if "workers" in results:
+        lines += render_workers(results["workers"], args)
     lines += ["Reproduce: `python bench/scale_bench.py` (needs PostgreSQL).", ""]
     return "\n".join(lines)
 
@@ -408,9 +463,35 @@ def render_million(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
     return [*lines, "", *verdicts, ""]
 
 
+def render_workers(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    lines = [
+        f"### Retag workers on one PostgreSQL catalog ({args.worker_items:,} overdue items, "
+        "50 ms a call, one run each)",
+        "",
+        "| rate limit (burst) | workers | items/s | busiest second at the tagger | most in "
+        "flight | each worker tagged | every item once |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for row in r["rows"]:
+        lines.append(
+            f"| {row['rate']:,.0f} ({row['burst']}) | {row['workers']} | "
+            f"{row['items_per_s']:,.0f} | {row['max_window']} | {row['max_in_flight']} | "
+            f"{', '.join(f'{n:,}' for n in row['by_worker'])} | {row['exactly_once']} |"
+        )
+    over = [row for row in r["rows"] if row["max_window"] > row["rate"] + row["burst"]]
+    lines += [
+        "",
+        f"- The rate never exceeded at the tagger (rate + burst in any second): "
+        f"{met(not over)}; every item called exactly once in every run: "
+        f"{met(all(row['exactly_once'] for row in r['rows']))}.",
+        "",
+    ]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="bound,startup,million")
+    parser.add_argument("--parts", default="bound,startup,million,workers")
     parser.add_argument("--baseline", default=BASELINE, help="commit to compare with")
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--million", type=int, default=1_000_000)
@@ -419,6 +500,8 @@ def main() -> None:
     parser.add_argument("--postgres", default=DEFAULT_PG, help="admin URL to create databases")
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--workdir", default=tempfile.gettempdir())
+    parser.add_argument("--worker-items", type=int, default=5_000)
+    parser.add_argument("--bound-rate", type=float, default=300.0, help="a rate that binds")
     parser.add_argument("--walk-overdue", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.walk_overdue:
@@ -432,6 +515,8 @@ def main() -> None:
             results["startup"] = bench_startup(args, ours, base)
     if "million" in parts:
         results["million"] = bench_million(args)
+    if "workers" in parts:
+        results["workers"] = bench_workers(args)
     section = render(results, args)
     write_section(Path(args.out), HEADER, section)
     print(section)

@@ -23,7 +23,6 @@ NEEDS_A_CATALOG = {
     "media show": ["media", "show", "1"],
     "tags": ["tags"],
     "status": ["status"],
-    "libraries": ["libraries"],
     "db check": ["db", "check"],
     "db current": ["db", "current"],
     "retag dry run": ["retag", "--dry-run"],
@@ -50,6 +49,24 @@ def test_a_missing_sqlite_catalog_is_one_line_naming_it_and_is_not_created(
         f"error: no catalog database at {path}: the file does not exist (`catalog sync` creates "
         "it; check --database-url, CATALOG_DATABASE_URL or database_url in the config)"
     ]
+    assert not path.parent.exists()
+
+
+def test_libraries_before_the_first_sync_lists_the_server_and_creates_nothing(
+    fake: Any, tmp_path: Path
+):
+    """A new user's first step against a real server: the server's libraries, nothing held."""
+    path = tmp_path / "new" / "catalog.db"
+    env = {"CATALOG_SERVER_URL": fake.url, "CATALOG_SERVER_TOKEN": TOKEN}
+    out = CliRunner().invoke(
+        app, ["libraries", "--json", "--database-url", f"sqlite:///{path}"], env=env
+    )
+    assert out.exit_code == 0, out.stderr
+    rows = json.loads(out.stdout)["libraries"]
+    assert [(r["name"], r["items"], r["last_sync_at"]) for r in rows] == [
+        ("Movies", 0, None), ("TV Shows", 0, None),
+    ]  # fmt: skip
+    assert "nothing synced yet" in out.stderr and str(path) in out.stderr
     assert not path.parent.exists()
 
 

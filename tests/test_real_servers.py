@@ -83,13 +83,13 @@ def test_emby_episode_and_series_capture_is_stored_field_by_field(engine: Engine
     episode, series = shown(engine, "4689622"), shown(engine, "303167")
     assert (episode["kind"], episode["season"], episode["episode"]) == ("episode", 1, 9)
     assert episode["parent_external_id"] == "4689614"
-    assert (episode["premiere"], episode["runtime_s"]) == ("2022-04-14", 1590)
+    assert (episode["premiere"], episode["runtime_s"]) == (date(2022, 4, 14), 1590)
     assert episode["genres"] == [] and episode["subtitles"] is False
     assert (series["kind"], series["name"], series["year"]) == ("series", "Absentia", 2017)
     assert series["genres"] == ["Drama", "Crime", "Thriller", "Mystery"], "the server's order"
     assert series["official_rating"] == "TV-MA" and series["community_rating"] == 7.3
     assert series["provider_ids"] == {"Imdb": "tt6794990", "Tvdb": "330500"}
-    assert series["premiere"] == "2017-09-25"
+    assert series["premiere"] == date(2017, 9, 25)
 
 
 def test_jellyfin_10_10_capture_is_stored_field_by_field(engine: Engine) -> None:
@@ -103,7 +103,7 @@ def test_jellyfin_10_10_capture_is_stored_field_by_field(engine: Engine) -> None
         "series", "TV-14", 1500,
     )  # fmt: skip
     assert (movie["name"], movie["year"], movie["community_rating"]) == ("1992", 2024, 6.6)
-    assert movie["premiere"] == "2024-08-29" and movie["runtime_s"] == 5831
+    assert movie["premiere"] == date(2024, 8, 29) and movie["runtime_s"] == 5831
     assert (episode["season"], episode["episode"], episode["community_rating"]) == (1, 3, 8.263)
     assert episode["parent_external_id"] == "2738871dd7a147758c789d4755f965b6"
     assert episode["runtime_s"] is None and episode["added_at"] is None

@@ -210,21 +210,22 @@ def test_workers_share_the_overdue_items_and_the_rate_holds_for_them_together(
 ) -> None:
     tagger.latency_s = 0.05  # the callers could send 8 / 0.05 = 160 a second: the rate binds
     workers = [start_worker(database_url, tagger, config, "--rate", "8", "--concurrency", "8")
-               for _ in range(2)]  # fmt: skip
+               for _ in range(3)]  # fmt: skip
     done = summaries(workers)
     # Every overdue item answered exactly once, and tagged in the catalog.
     assert len(tagger.log.answered) == ITEMS and set(tagger.log.answered.values()) == {1}
     assert len(tagger_tags(engine)) == ITEMS and runs_by_status(engine) == {"ok": ITEMS}
-    # Each worker did some of it, under its own run record and summary.
-    assert all(d["status"] == "ok" and d["tagged"] > 0 for d in done), done
+    # They shared it (a newcomer waits a beat or two for its share, so the last may find little
+    # left), each under its own run record and summary.
+    assert all(d["status"] == "ok" for d in done) and sum(d["tagged"] > 0 for d in done) >= 2, done
     assert sum(d["tagged"] for d in done) == ITEMS
     assert all(d["selected"] == d["tagged"] for d in done)
-    assert len({d["worker"] for d in done}) == 2
+    assert len({d["worker"] for d in done}) == 3
     runs = retag_runs(engine)
     assert sorted(r.id for r in runs) == sorted(d["run_id"] for d in done)
     assert sorted(r.counts["tagged"] for r in runs) == sorted(d["tagged"] for d in done)
     assert {r.status for r in runs} == {"ok"}
-    # The rate held at the service for both together: 8 a second, and the burst.
+    # The rate held at the service for the three together: 8 a second, and the burst.
     assert tagger.log.max_in_window(1.0) <= 8 + 2
     with engine.connect() as conn:  # each left: no claim and no registration remains
         assert conn.execute(select(CLAIM)).all() == [] == conn.execute(select(WORKER)).all()

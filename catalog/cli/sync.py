@@ -30,7 +30,7 @@ from catalog.cli.parsing import CatalogTyper, closed_set
 from catalog.cli.tables import Kind, columns, count, moment, new_table, print_table, took
 from catalog.config import APP_NAME, SERVER_KINDS, ServerConfig, Settings, load_settings
 from catalog.db.engine import mask_url
-from catalog.errors import CatalogError
+from catalog.errors import CatalogError, CatalogMissing
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
 from catalog.fakes.plex_server import FakePlexServer
 from catalog.jobs import FAILURE, SIGINT_EXIT, SIGTERM_EXIT, JobReport, ServerRuns, exit_code_of
@@ -152,11 +152,16 @@ def libraries(
         settings = load_settings(config, database_url=database_url, server=server)
         several = server is None and len(settings.servers) > 1
         targets = list(settings.servers.values()) if several else [settings.server()]
-        engine = open_catalog(settings.database_url)
+        try:
+            engine: Engine | None = open_catalog(settings.database_url)
+        except CatalogMissing as exc:  # a new user lists the libraries before a first sync
+            stderr.print(f"note: nothing synced yet; {exc}", markup=False, highlight=False)
+            engine = None
         try:
             rows, failed = _libraries_of(engine, settings, targets, debug)
         finally:
-            engine.dispose()
+            if engine is not None:
+                engine.dispose()
     if json_out:
         where = {"servers": [t.name for t in targets]} if several else {"server": targets[0].name}
         print_json({**where, "libraries": rows})
@@ -167,7 +172,7 @@ def libraries(
 
 
 def _libraries_of(
-    engine: Engine, settings: Settings, targets: list[ServerConfig], debug: bool
+    engine: Engine | None, settings: Settings, targets: list[ServerConfig], debug: bool
 ) -> tuple[list[dict[str, Any]], bool]:
     """Each server's libraries as rows; a server that cannot be listed is one error line
     (with several servers, the others are still listed)."""
@@ -189,8 +194,10 @@ def _libraries_of(
             error_line(f"server {target.name!r}: {exc}")
             failed = True
             continue
-        with engine.connect() as conn:
-            held = library_overview(conn, target.name)
+        held: dict[str, Any] = {}
+        if engine is not None:
+            with engine.connect() as conn:
+                held = library_overview(conn, target.name)
         rows += [_library_row(target.name, lib, held.get(lib.external_id)) for lib in found]
     return rows, failed
 

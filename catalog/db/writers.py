@@ -389,9 +389,13 @@ def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[S
 
 
 def _pg_content(i: MediaItem) -> tuple[Any, ...]:
-    return tuple(
-        _json(i.provider_ids) if c == "provider_ids" else getattr(i, c) for c in CONTENT_COLUMNS
-    )
+    """CONTENT_COLUMNS of an item, in order, as psycopg takes them (written out: a generator
+    over the column names cost a fifth of the COPY's own time)."""
+    return (
+        i.kind, i.name, i.sort_name, i.overview, i.year, i.premiere, i.community_rating,
+        i.critic_rating, i.official_rating, i.subtitles, i.runtime_s, i.parent_external_id,
+        i.season, i.episode, _json(i.provider_ids), i.added_at, i.content_hash,
+    )  # fmt: skip
 
 
 def _added_by_push(conn: Connection, media_ids: list[int]) -> set[tuple[int, str]]:
