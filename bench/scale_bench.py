@@ -184,8 +184,14 @@ def bench_startup(args: argparse.Namespace, ours: Code, base: Code) -> dict[str,
     catalog), alternating ours and the baseline."""
     workdir = Path(args.workdir)
     result: dict[str, Any] = {}
-    with fake_server(10_000) as url, database("sqlite", args.postgres, workdir) as db_url:
-        sync(ours, db_url, url)
+    with (
+        fake_server(10_000) as url,
+        database("sqlite", args.postgres, workdir) as ours_url,
+        database("sqlite", args.postgres, workdir) as base_url,
+    ):
+        urls = {"ours": ours_url, "base": base_url}  # each at its own schema
+        sync(ours, ours_url, url)
+        sync(base, base_url, url)
         cases = {
             "help": [sys.executable, "-m", "catalog", "--help"],
             "first_page": [sys.executable, "-m", "catalog", "media", "list", "--limit", "20"],
@@ -194,7 +200,8 @@ def bench_startup(args: argparse.Namespace, ours: Code, base: Code) -> dict[str,
             times: dict[str, list[float]] = {"ours": [], "base": []}
             for _ in range(args.repeat * 5):
                 for key, code in (("ours", ours), ("base", base)):
-                    times[key].append(timed(cmd, code, code.env(CATALOG_DATABASE_URL=db_url)))
+                    env = code.env(CATALOG_DATABASE_URL=urls[key])
+                    times[key].append(timed(cmd, code, env))
             result[case] = {k: statistics.median(v) for k, v in times.items()}
     result["imports"] = {"ours": import_evidence(ours), "base": import_evidence(base)}
     return result
@@ -502,21 +509,28 @@ def main() -> None:
     parser.add_argument("--workdir", default=tempfile.gettempdir())
     parser.add_argument("--worker-items", type=int, default=5_000)
     parser.add_argument("--bound-rate", type=float, default=300.0, help="a rate that binds")
+    parser.add_argument(
+        "--results",
+        default=str(Path(tempfile.gettempdir()) / "catalog-scale-results.json"),
+        help="figures of each part, kept so that parts can be run one at a time",
+    )
     parser.add_argument("--walk-overdue", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.walk_overdue:
         walk_overdue(args.walk_overdue)
         return
-    parts, ours, results = args.parts.split(","), Code("ours"), {}
+    parts, ours = args.parts.split(","), Code("ours")
+    saved = Path(args.results)
+    results = json.loads(saved.read_text()) if saved.exists() else {}
     with baseline_worktree(args.baseline) as base:
-        if "bound" in parts:
-            results["bound"] = bench_bound(args, ours, base)
-        if "startup" in parts:
-            results["startup"] = bench_startup(args, ours, base)
-    if "million" in parts:
-        results["million"] = bench_million(args)
-    if "workers" in parts:
-        results["workers"] = bench_workers(args)
+        for part, bench in (("bound", bench_bound), ("startup", bench_startup)):
+            if part in parts:
+                results[part] = bench(args, ours, base)
+                saved.write_text(json.dumps(results))
+    for part, bench in (("million", bench_million), ("workers", bench_workers)):
+        if part in parts:
+            results[part] = bench(args)
+            saved.write_text(json.dumps(results))
     section = render(results, args)
     write_section(Path(args.out), HEADER, section)
     print(section)

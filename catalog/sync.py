@@ -51,6 +51,8 @@ class SyncOptions:
     allow_mass_delete: bool = False
     chunk_size: int = 1000
     mass_delete_share: float = 0.5
+    # A pass that wrote this many items refreshes the planner's statistics (refresh_statistics).
+    analyze_after: int = 10_000
 
 
 @dataclass
@@ -231,6 +233,8 @@ class _LibrarySync:
         await self.db.run(
             in_transaction, self.engine, mark_synced, library_id, seen_at, since is None
         )
+        if self.result.inserted + self.result.updated >= self.options.analyze_after:
+            await self.db.run(in_transaction, self.engine, self.writer.refresh_statistics)
         self.progress.finished(self.result.name, self.result.seen, self.result.summary())
 
     async def _write(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import TOKEN
 from sqlalchemy import Engine, func, select, text, update
 
@@ -310,6 +311,43 @@ def test_statements_per_chunk_do_not_grow_with_items(database_url, fake, engine)
     grown = count_statements(940)  # 1000 items: ten chunks
     assert grown <= first * 10, (first, grown)
     assert grown / 1000 < 25, "per 1,000 items"
+
+
+def _analyzed(engine: Engine) -> bool:
+    query = "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'media'"
+    with engine.connect() as conn:
+        return bool(conn.execute(text(query)).scalar())
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_pass_that_writes_many_items_refreshes_the_planners_statistics(fake, engine):
+    """Until autovacuum gets to a catalog just filled, PostgreSQL plans it as empty (a page of
+    `media list` then scanned every tag link): a big pass ANALYZEs what it wrote, a small one
+    leaves it to autovacuum."""
+    import asyncio
+
+    from catalog.config import ServerConfig, SyncConfig
+    from catalog.progress import QuietProgress
+    from catalog.sources.connect import open_source
+    from catalog.sync import SyncOptions, SyncReport, run_sync
+
+    def sync(analyze_after: int) -> None:
+        server = ServerConfig("fake", fake.url, token="s3cret-test-token")
+
+        async def go() -> None:
+            async with open_source(server, SyncConfig()) as source:
+                options = SyncOptions(libraries=("Movies",), analyze_after=analyze_after)
+                await run_sync(engine, source, server, options, QuietProgress(), SyncReport("x"))
+
+        asyncio.run(go())
+
+    sync(analyze_after=61)  # 60 items written: below the threshold
+    assert not _analyzed(engine)
+    fake.add("Movies", 1)
+    with engine.begin() as conn:  # a full rewrite: 61 written
+        conn.execute(update(MEDIA).values(content_hash="stale"))
+    sync(analyze_after=61)
+    assert _analyzed(engine)
 
 
 def test_catalog_has_no_orphans_after_changes(cli, fake, engine):

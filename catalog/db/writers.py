@@ -133,6 +133,10 @@ class ChunkWriter(ABC):
         """Set up the chunk's transaction (nothing to do on SQLite)."""
         return None
 
+    def refresh_statistics(self, conn: Connection) -> None:
+        """After a pass that wrote many rows: let the planner know (SQLite's needs no help)."""
+        return None
+
     def classify(
         self, conn: Connection, library_id: int, raws: list[RawItem], record_seen: bool
     ) -> SortedOut:
@@ -307,6 +311,12 @@ class PostgresChunkWriter(ChunkWriter):
         server crash could lose (the last fraction of a second of chunks, never part of one)
         the next sync writes again. Everything else the catalog commits stays synchronous."""
         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+    def refresh_statistics(self, conn: Connection) -> None:
+        """ANALYZE what a big pass wrote. Until autovacuum gets to it, the planner takes a
+        catalog just filled with a million items for an empty one: a page of `catalog media
+        list` then joined its tags by scanning media_tag, minutes per page."""
+        conn.exec_driver_sql("ANALYZE media, media_tag, media_genre, media_tagline")
 
     def classify(
         self, conn: Connection, library_id: int, raws: list[RawItem], record_seen: bool
