@@ -443,7 +443,7 @@ def render_million(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
         "",
         f"Time per {step:,}-item step of the initial sync, sampled from another connection.",
         "",
-        "| database | sync, s | steps, s (first .. last) | last / first step | peak RSS MB "
+        "| database | sync, s | steps, s (first .. last) | last / median step | peak RSS MB "
         "(10,000 items) | media list --all MB (10,000) | retag selection MB (10,000) | "
         "statements / 1,000 items at 10k, 100k |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -451,7 +451,7 @@ def render_million(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
     verdicts = []
     for kind, row in r.items():
         steps = row["steps_s"]
-        flat = steps[-1] / steps[0] if steps and steps[0] else float("nan")
+        flat = steps[-1] / statistics.median(steps)
         growth = row["peak_rss_mb"] / row["small_rss"] - 1
         reads, small = row["reads"], row["small_reads"]
         lines.append(
@@ -472,7 +472,7 @@ def render_million(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
 
 def render_workers(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
     lines = [
-        f"### Retag workers on one PostgreSQL catalog ({args.worker_items:,} overdue items, "
+        f"### Retag workers on one PostgreSQL catalog ({r['rows'][0]['tagged']:,} overdue items, "
         "50 ms a call, one run each)",
         "",
         "| rate limit (burst) | workers | items/s | busiest second at the tagger | most in "
