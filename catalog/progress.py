@@ -75,18 +75,21 @@ class LogProgress(QuietProgress):
         log.info("%r: %s items to go", task, "?" if total is None else f"{total:,}")
 
     def advanced(self, task: str, count: int = 1) -> None:
-        if task not in self._begun:
-            self.started(task, None)
+        self._begin_unannounced(task)
         self._done[task] += count
         if self.clock() - self._last >= self.every_s:
             self._last = self.clock()
             log.info("%s", self.line(task))
 
     def finished(self, task: str, done: int, summary: str) -> None:
-        if task not in self._begun:
-            self.started(task, None)
+        self._begin_unannounced(task)
         self._done[task] = done
         log.info("%s; %s", self.line(task), summary)
+
+    def _begin_unannounced(self, task: str) -> None:
+        """A task that reports before `started` (its total unknown) starts now."""
+        if task not in self._begun:
+            self.started(task, None)
 
     def line(self, task: str) -> str:
         """Where `task` stands: count (of total, share), rate, and time left while any is."""

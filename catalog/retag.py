@@ -337,12 +337,12 @@ def write_outcomes(
     run records the error and keeps its last success, so it stays overdue. `claimed_by`: the
     worker whose claims on these items end with this transaction."""
     guard_links(conn)
+    ids = [o.request.media_id for o in outcomes]
     if claimed_by is not None:
-        ids = [o.request.media_id for o in outcomes]
         conn.execute(
             delete(CLAIM).where(CLAIM.c.media_id.in_(ids), CLAIM.c.worker_id == claimed_by)
         )
-    present = _present_ids(conn, [o.request.media_id for o in outcomes])
+    present = _present_ids(conn, ids)
     kept = [safe_outcome(o) for o in outcomes if o.request.media_id in present]
     answered = [o for o in kept if o.answer is not None]
     failed = [o for o in kept if o.answer is None]

@@ -230,9 +230,7 @@ class _LibrarySync:
         await self._write(library_id, items, parsed, seen_at)
         if self.full:
             await self._reconcile(library_id, library.name, seen_at)
-        await self.db.run(
-            in_transaction, self.engine, mark_synced, library_id, seen_at, since is None
-        )
+        await self.db.run(in_transaction, self.engine, mark_synced, library_id, seen_at, self.full)
         if self.result.inserted + self.result.updated >= self.options.analyze_after:
             await self.db.run(in_transaction, self.engine, self.writer.refresh_statistics)
         self.progress.finished(self.result.name, self.result.seen, self.result.summary())

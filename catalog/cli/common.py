@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine
 
 from catalog.cli.console import error_line, logs_are_json, stderr, stdout
 from catalog.config import load_settings
-from catalog.db.engine import check_connection, create_catalog_engine, require_catalog
+from catalog.db.engine import connect_catalog
 from catalog.db.migrate import ensure_current
 from catalog.errors import CatalogError
 from catalog.jobs import SIGINT_EXIT, exit_code_of, exit_codes_help
@@ -124,13 +124,8 @@ def errors(debug: bool) -> Iterator[None]:
 
 
 def open_catalog(url: str, create: bool = False) -> Engine:
-    """An engine on a reachable catalog at the latest schema. A SQLite file that does not exist
-    is made only with `create` (a sync, the demo): a read of a mistyped path is an error, not
-    a new empty catalog."""
-    if not create:
-        require_catalog(url)
-    engine = create_catalog_engine(url)
-    check_connection(engine)
+    """An engine on a reachable catalog at the latest schema (`create`: see connect_catalog)."""
+    engine = connect_catalog(url, create)
     ensure_current(engine)
     return engine
 

@@ -20,7 +20,7 @@ from catalog.cli.common import (
 )
 from catalog.cli.parsing import CatalogTyper
 from catalog.config import load_settings
-from catalog.db.engine import check_connection, create_catalog_engine, mask_url, require_catalog
+from catalog.db.engine import connect_catalog, mask_url
 from catalog.db.integrity import orphan_counts
 from catalog.db.migrate import current_revision, head_revision, is_newer, upgrade
 from catalog.jobs import FAILURE, SUCCESS
@@ -38,10 +38,8 @@ def db_upgrade(
     """Migrate the catalog database to the latest schema (or to REVISION)."""
     setup_logging(False, debug)
     with errors(debug):
-        engine = create_catalog_engine(
-            load_settings(config, database_url=database_url).database_url
-        )
-        check_connection(engine)
+        url = load_settings(config, database_url=database_url).database_url
+        engine = connect_catalog(url, create=True)
         upgrade(engine, revision)
         stdout.print(f"{mask_url(engine.url)} is at revision {current_revision(engine)}")
 
@@ -54,10 +52,7 @@ def db_current(
 ) -> None:
     """Show the catalog's schema revision and the latest one."""
     with errors(debug):
-        url = load_settings(config, database_url=database_url).database_url
-        require_catalog(url)
-        engine = create_catalog_engine(url)
-        check_connection(engine)
+        engine = connect_catalog(load_settings(config, database_url=database_url).database_url)
         current, head = current_revision(engine), head_revision()
         state = (
             "up to date" if current == head

@@ -180,6 +180,14 @@ def _stream(pages: Iterator[MediaPage], output: Format) -> None:
     writer.close(None)
 
 
+# The table of `media list`; the server column only when the catalog has several servers.
+LIST_COLUMNS = (
+    ("id", Kind.NUMBER), ("name", Kind.TEXT, 4), ("year", Kind.NUMBER), ("kind", Kind.LABEL),
+    ("server", Kind.TEXT), ("library", Kind.TEXT), ("rating", Kind.NUMBER),
+    ("genres", Kind.TEXT), ("tags", Kind.TEXT, 2),
+)  # fmt: skip
+
+
 def _render_page(
     items: list[dict[str, Any]], cursor: str | None, output: Format, several_servers: bool = False
 ) -> None:
@@ -189,21 +197,18 @@ def _render_page(
         writer.close(cursor)
         return
     table = new_table()
-    specs = [("id", Kind.NUMBER), ("name", Kind.TEXT, 4), ("year", Kind.NUMBER),
-             ("kind", Kind.LABEL), ("server", Kind.TEXT), ("library", Kind.TEXT),
-             ("rating", Kind.NUMBER), ("genres", Kind.TEXT), ("tags", Kind.TEXT, 2)]  # fmt: skip
-    columns(table, [spec for spec in specs if several_servers or spec[0] != "server"])
+    shown = [spec for spec in LIST_COLUMNS if several_servers or spec[0] != "server"]
+    columns(table, shown)
     for item in items:
         rating = item["community_rating"]
-        cells = [
-            str(item["id"]), item["name"] + (" (missing)" if item["missing_since"] else ""),
-            str(item["year"] or ""), item["kind"], item["server"], item["library"],
-            f"{rating:.1f}" if rating is not None else "", ", ".join(item["genres"]),
-            _shorten(item["tags"]),
-        ]  # fmt: skip
-        if not several_servers:
-            del cells[4]
-        table.add_row(*cells)
+        cells = {
+            "id": str(item["id"]),
+            "name": item["name"] + (" (missing)" if item["missing_since"] else ""),
+            "year": str(item["year"] or ""), "kind": item["kind"], "server": item["server"],
+            "library": item["library"], "rating": f"{rating:.1f}" if rating is not None else "",
+            "genres": ", ".join(item["genres"]), "tags": _shorten(item["tags"]),
+        }  # fmt: skip
+        table.add_row(*(cells[spec[0]] for spec in shown))
     print_table(table, stdout)
     if cursor:
         next_page_hint(cursor)

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from catalog.cli.common import stderr
+from catalog.cli.console import stderr
 from catalog.timefmt import iso_utc
 
 LIST_SEPARATOR = "|"  # joins list fields (tags, genres, ...) in a CSV cell

@@ -63,6 +63,17 @@ def require_catalog(url: str) -> None:
         )
 
 
+def connect_catalog(url: str, create: bool = False) -> Engine:
+    """An engine on a catalog that answers. A SQLite file that does not exist is made only with
+    `create` (a sync, the demo, `db upgrade`): a read of a mistyped path is CatalogMissing, not
+    a new empty catalog."""
+    if not create:
+        require_catalog(url)
+    engine = create_catalog_engine(url)
+    check_connection(engine)
+    return engine
+
+
 def create_catalog_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for the catalog: SQLite in WAL mode, PostgreSQL through psycopg 3."""
     parsed = parse_url(url)
