@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -359,13 +359,13 @@ def check_guard(selected: int, in_scope: int, options: PushOptions) -> None:
         )
 
 
-def push_lock(engine: Engine, server: str) -> ExitStack:
+@contextmanager
+def push_lock(engine: Engine, server: str) -> Iterator[None]:
     """The push's own lock and its server's sync lock, so a push never overlaps a sync or a
-    normalize of that server."""
-    stack = ExitStack()
-    stack.enter_context(job_lock(engine, "push", server))
-    stack.enter_context(job_lock(engine, "sync", server))
-    return stack
+    normalize of that server. Taken when the block is entered (by recorded_run, which reports
+    a held lock) and both released when it ends, even when the second was the one held."""
+    with job_lock(engine, "push", server), job_lock(engine, "sync", server):
+        yield
 
 
 async def run_push(
