@@ -1,5 +1,5 @@
 """What every benchmark shares: keeping its own section of BENCHMARKS.md up to date, and a
-child process's peak RSS."""
+child process's peak RSS and CPU time."""
 
 from __future__ import annotations
 
@@ -28,16 +28,88 @@ def write_section(path: Path, header: str, section: str) -> None:
     path.write_text(text)
 
 
-def watch_peak_rss(pid: int, peak: dict[str, int]) -> None:
-    """Follow VmHWM (the process's own RSS high-water mark) until the process is gone.
-    ru_maxrss would not do: Linux carries the parent's high-water mark across fork and exec,
-    and this benchmark process holds more than `catalog` does."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (None: it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+class CpuMeter:
+    """CPU seconds used while the block runs by the processes named `names` (every PostgreSQL
+    process, say) and by the pids given, polled: a process that exits keeps what it had used
+    at its last poll, so at most one interval of it is lost."""
+
+    def __init__(self, names: tuple[str, ...] = (), pids: dict[str, int] | None = None) -> None:
+        self.names, self.pids = names, dict(pids or {})
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._group: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> CpuMeter:
+        self._poll(new_are_fresh=False)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._poll(new_are_fresh=True)
+
+    def seconds(self, group: str) -> float:
+        """CPU seconds of `group` (a name in `names` or a key of `pids`) during the block."""
+        return sum(
+            self._last[pid] - self._first[pid] for pid, g in self._group.items() if g == group
+        )
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):
+            self._poll(new_are_fresh=True)
+
+    def _poll(self, new_are_fresh: bool) -> None:
+        candidates = {pid: group for group, pid in self.pids.items()}
+        if self.names:
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit() and int(entry.name) not in candidates:
+                    name = process_name(int(entry.name))
+                    if name in self.names:
+                        candidates[int(entry.name)] = name
+        for pid, group in candidates.items():
+            used = process_cpu_s(pid)
+            if used is None:
+                continue
+            if pid not in self._first:  # a process started during the block used all it has
+                self._first[pid] = 0.0 if new_are_fresh else used
+                self._group[pid] = group
+            self._last[pid] = used
+
+
+def watch_peak_rss(pid: int, peak: dict[str, float]) -> None:
+    """Follow VmHWM (the process's own RSS high-water mark) until the process is gone, and its
+    CPU time. ru_maxrss would not do: Linux carries the parent's high-water mark across fork
+    and exec, and this benchmark process holds more than `catalog` does."""
     status = Path(f"/proc/{pid}/status")
     while True:
         try:
             text_ = status.read_text()
         except OSError:
             return
+        peak["cpu_s"] = process_cpu_s(pid) or peak["cpu_s"]
         for line in text_.splitlines():
             if line.startswith("VmHWM:"):
                 peak["kib"] = max(peak["kib"], int(line.split()[1]))
@@ -54,6 +126,7 @@ class Watched:
     wall_s: float
     peak_rss_mb: float
     stdout: bytes
+    cpu_s: float = 0.0  # user + system, as last seen (the last poll interval may be missing)
 
 
 def run_catalog(
@@ -69,7 +142,7 @@ def run_catalog(
         [sys.executable, "-m", "catalog", *args],
         env=env, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd,
     )  # fmt: skip
-    peak = {"kib": 0}
+    peak = {"kib": 0.0, "cpu_s": 0.0}
     watcher = threading.Thread(target=watch_peak_rss, args=(proc.pid, peak))
     watcher.start()
     out, err = proc.communicate()
@@ -77,7 +150,7 @@ def run_catalog(
     watcher.join()
     if proc.returncode != 0:
         raise SystemExit(f"catalog {args[0]} failed ({proc.returncode}): {err.decode()[-500:]}")
-    return Watched(wall, peak["kib"] / 1024, out or b"")
+    return Watched(wall, peak["kib"] / 1024, out or b"", peak["cpu_s"])
 
 
 def machine(postgres_version: str | None = None) -> str:

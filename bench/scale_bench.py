@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,17 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import machine, met, run_catalog, write_section
+from report import CpuMeter, machine, met, run_catalog, write_section
 from retag_bench import forget_tagging
-from sync_bench import DEFAULT_PG, ROOT, TOKEN, count_statements, database, fake_server
+from sync_bench import (
+    DEFAULT_PG,
+    ROOT,
+    TOKEN,
+    FakeUrl,
+    count_statements,
+    database,
+    fake_server,
+)
 
 from catalog.db.engine import create_catalog_engine
 from catalog.db.migrate import upgrade
@@ -43,6 +52,7 @@ from catalog.fakes.tagger import FakeTagger
 
 HEADER = "## Scale: the sync near its bound, start-up, a million items, retag workers (issue 14)"
 BASELINE = "eab2cfd"  # main before the scale work
+CPU_FIGURES = ("wall_s", "cpu_s", "pg_cpu_s", "fake_cpu_s")  # per sync, besides duration_s
 SKIP_TABLES = {"alembic_version", "run", "setting", "sync_seen"}  # not the sync's rows
 
 
@@ -94,7 +104,16 @@ def sync(code: Code, db_url: str, server_url: str) -> dict[str, Any]:
     )  # fmt: skip
     run = run_catalog(["sync", "--json", "--quiet"], env, cwd=code.cwd)
     summary = json.loads(run.stdout)
-    summary.update(wall_s=run.wall_s, peak_rss_mb=run.peak_rss_mb)
+    summary.update(wall_s=run.wall_s, peak_rss_mb=run.peak_rss_mb, cpu_s=run.cpu_s)
+    return summary
+
+
+def metered_sync(code: Code, db_url: str, server_url: FakeUrl) -> dict[str, Any]:
+    """`sync`, with the CPU seconds that PostgreSQL and the fake server spent meanwhile: what
+    the run needed of the machine's cores besides its own."""
+    with CpuMeter(names=("postgres",), pids={"fake": server_url.pid}) as meter:
+        summary = sync(code, db_url, server_url)
+    summary.update(pg_cpu_s=meter.seconds("postgres"), fake_cpu_s=meter.seconds("fake"))
     return summary
 
 
@@ -132,25 +151,28 @@ def _dsn(url: str) -> str:
 
 def bench_bound(args: argparse.Namespace, ours: Code, base: Code) -> dict[str, Any]:
     """Initial and unchanged re-sync of `args.items` on PostgreSQL, ours and the baseline
-    alternately, and the COPY bound of what ours wrote."""
-    runs: dict[str, list[float]] = {
-        k: [] for k in ("initial", "bound", "resync", "base_initial", "base_resync")
-    }
+    alternately, and the COPY bound of what ours wrote; for ours, the CPU seconds the sync,
+    PostgreSQL and the fake server each spent (what the run asked of the cores)."""
+    runs: dict[str, list[float]] = defaultdict(list)
     workdir = Path(args.workdir)
     with fake_server(args.items) as url:
         for _ in range(args.repeat):
             for code, prefix in ((ours, ""), (base, "base_")):
                 with database("postgresql", args.postgres, workdir) as db_url:
-                    first = sync(code, db_url, url)
-                    again = sync(code, db_url, url)
+                    first = metered_sync(code, db_url, url)
+                    again = metered_sync(code, db_url, url)
                     assert first["libraries"][0]["inserted"] == args.items, first
                     assert again["libraries"][0]["unchanged"] == args.items, again
-                    runs[f"{prefix}initial"].append(first["duration_s"])
-                    runs[f"{prefix}resync"].append(again["duration_s"])
+                    for pass_, summary in (("initial", first), ("resync", again)):
+                        runs[f"{prefix}{pass_}"].append(summary["duration_s"])
+                        for figure in CPU_FIGURES:
+                            runs[f"{prefix}{pass_}_{figure}"].append(summary[figure])
                     if code is ours:
-                        runs["bound"].append(copy_bound(db_url, args.postgres, workdir))
-    result = {k: statistics.median(v) for k, v in runs.items()}
-    result["runs"] = runs
+                        with CpuMeter(names=("postgres",)) as meter:
+                            runs["bound"].append(copy_bound(db_url, args.postgres, workdir))
+                        runs["bound_pg_cpu_s"].append(meter.seconds("postgres"))
+    result: dict[str, Any] = {k: statistics.median(v) for k, v in runs.items()}
+    result["runs"] = dict(runs)
     return result
 
 
@@ -374,19 +396,23 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         HEADER,
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine()}. The baseline is commit "
+        f"Measured on {machine()}. The baseline is commit "
         f"`{args.baseline}`, run by the same interpreter in the same run. Medians of "
         f"{args.repeat} runs unless said otherwise.",
         "",
     ]
-    if "bound" in results:
-        lines += render_bound(results["bound"], args)
-    if "startup" in results:
-        lines += render_startup(results["startup"], args)
-    if "million" in results:
-        lines += render_million(results["million"], args)
-    if "workers" in results:
-        lines += render_workers(results["workers"], args)
+    renderers = (
+        ("bound", render_bound),
+        ("startup", render_startup),
+        ("million", render_million),
+        ("workers", render_workers),
+    )
+    for part, render_part in renderers:
+        if part in results:
+            part_lines = render_part(results[part], args)
+            if part in results.get("measured", {}):  # parts can be run on different days
+                part_lines[0] += f", measured {results['measured'][part]}"
+            lines += part_lines
     lines += ["Reproduce: `python bench/scale_bench.py` (needs PostgreSQL).", ""]
     return "\n".join(lines)
 
@@ -395,7 +421,7 @@ def render_bound(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
     ratio = r["initial"] / r["bound"]
     speedup = r["base_resync"] / r["resync"]
     n = args.items
-    return [
+    lines = [
         f"### The sync near its bound (PostgreSQL, {n:,} items, the fake Jellyfin on loopback)",
         "",
         "| | ours | baseline | bound |",
@@ -407,9 +433,34 @@ def render_bound(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
         f"- Initial sync within 1.5x of the COPY bound: {ratio:.2f}x ({met(ratio <= 1.5)}); "
         f"the baseline took {r['base_initial'] / r['bound']:.2f}x.",
         f"- Unchanged re-sync at least 4x the baseline: {speedup:.1f}x ({met(speedup >= 4)}).",
-        f"- Every run (s): {json.dumps(r['runs'])}",
         "",
     ]
+    if "initial_cpu_s" in r:
+        lines += render_cores(r, args)
+    return [*lines, f"- Every run (s): {json.dumps(r['runs'])}", ""]
+
+
+def render_cores(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """What each pass asked of the cores: no schedule can finish before the busiest process
+    is done, nor before all the CPU seconds fit on the machine's cores."""
+    cores = os.cpu_count() or 1
+    lines = [
+        f"What each pass of ours asked of the {cores} cores (CPU seconds, medians; the sync's "
+        "include its start-up, as its wall time does):",
+        "",
+        "| | wall | sync | PostgreSQL | fake server | floor on these cores |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for pass_, name in (("initial", "initial sync"), ("resync", "unchanged re-sync")):
+        cpu = [r[f"{pass_}_{figure}"] for figure in ("cpu_s", "pg_cpu_s", "fake_cpu_s")]
+        floor = max(cpu[0], sum(cpu) / cores)
+        lines.append(
+            f"| {name} | {r[f'{pass_}_wall_s']:.2f} | "
+            + " | ".join(f"{c:.2f}" for c in cpu)
+            + f" | {floor:.2f} |"
+        )
+    lines.append(f"| COPY bound | {r['bound']:.2f} | | {r['bound_pg_cpu_s']:.2f} | | |")
+    return [*lines, ""]
 
 
 def render_startup(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
@@ -496,6 +547,12 @@ def render_workers(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def keep(results: dict[str, Any], part: str, saved: Path) -> None:
+    """Save the figures with the day `part` was measured."""
+    results.setdefault("measured", {})[part] = time.strftime("%Y-%m-%d")
+    saved.write_text(json.dumps(results, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="bound,startup,million,workers")
@@ -511,8 +568,8 @@ def main() -> None:
     parser.add_argument("--bound-rate", type=float, default=300.0, help="a rate that binds")
     parser.add_argument(
         "--results",
-        default=str(Path(tempfile.gettempdir()) / "catalog-scale-results.json"),
-        help="figures of each part, kept so that parts can be run one at a time",
+        default=str(ROOT / "bench" / "scale-results.json"),
+        help="figures of each part, kept (and committed) so that parts can be run one at a time",
     )
     parser.add_argument("--walk-overdue", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -526,11 +583,13 @@ def main() -> None:
         for part, bench in (("bound", bench_bound), ("startup", bench_startup)):
             if part in parts:
                 results[part] = bench(args, ours, base)
-                saved.write_text(json.dumps(results))
+                keep(results, part, saved)
     for part, bench in (("million", bench_million), ("workers", bench_workers)):
         if part in parts:
-            results[part] = bench(args)
-            saved.write_text(json.dumps(results))
+            figures = bench(args)
+            # the million part is per database, and `--databases` may name only some
+            results[part] = {**results.get(part, {}), **figures} if part == "million" else figures
+            keep(results, part, saved)
     section = render(results, args)
     write_section(Path(args.out), HEADER, section)
     print(section)

@@ -50,6 +50,12 @@ DEFAULT_PG = os.environ.get(
 # -- the fake server, in a process of its own ---------------------------------------------------
 
 
+class FakeUrl(str):
+    """The fake server's URL, which also names its process (`pid`), for CPU accounting."""
+
+    pid: int
+
+
 @contextmanager
 def fake_server(items: int, server: str = "jellyfin"):
     """A fake Jellyfin (or Plex) serving one library of `items` items shaped as the issue asks,
@@ -62,7 +68,8 @@ def fake_server(items: int, server: str = "jellyfin"):
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
-        url = proc.stdout.readline().split()[1]
+        url = FakeUrl(proc.stdout.readline().split()[1])
+        url.pid = proc.pid
         asyncio.run(_read_all(url, keep=0, server=server))  # warm the fake's cache
         yield url
     finally:
