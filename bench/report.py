@@ -58,6 +58,7 @@ class CpuMeter:
         self._first: dict[int, float] = {}
         self._last: dict[int, float] = {}
         self._group: dict[int, str] = {}
+        self._names: dict[int, str] = {}  # a pid's command name, read once
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -85,10 +86,13 @@ class CpuMeter:
         candidates = {pid: group for group, pid in self.pids.items()}
         if self.names:
             for entry in Path("/proc").iterdir():
-                if entry.name.isdigit() and int(entry.name) not in candidates:
-                    name = process_name(int(entry.name))
-                    if name in self.names:
-                        candidates[int(entry.name)] = name
+                pid = int(entry.name) if entry.name.isdigit() else None
+                if pid is None or pid in candidates:
+                    continue
+                if pid not in self._names:  # every 20 ms: read each process's name once
+                    self._names[pid] = process_name(pid)
+                if self._names[pid] in self.names:
+                    candidates[pid] = self._names[pid]
         for pid, group in candidates.items():
             used = process_cpu_s(pid)
             if used is None:
