@@ -555,6 +555,8 @@ class _Run:
         self.done: asyncio.Queue[Outcome | None] = asyncio.Queue()
         self.stop: BaseException | None = None
         self.claimed_by: str | None = None
+        self.pacing: SharedPacing | None = None
+        self.lost = 0  # claimed items not called: the claim was no longer held
         self.taken = asyncio.Event()  # a caller took the last request waiting in `todo`
 
     async def go(
@@ -567,8 +569,10 @@ class _Run:
         """Feed, call and write until the selection is done; with `pacing`, the items come
         from claims and a heartbeat keeps the claims and the share up to date."""
         self.claimed_by = pacing.worker.id if pacing is not None else None
+        self.pacing = pacing
         writer = asyncio.create_task(self._write_loop())
-        beats = asyncio.create_task(self._beat(pacing)) if pacing is not None else None
+        if pacing is not None:
+            pacing.start_beats(self._beat_failed)
         callers = [
             asyncio.create_task(self._call_loop(existing))
             for _ in range(self.client.config.concurrency)
@@ -578,13 +582,15 @@ class _Run:
             await asyncio.gather(*callers)
         finally:
             # Cancelled or not, what was answered is written before the run ends.
-            for task in [*callers, *([beats] if beats else [])]:
+            for task in callers:
                 task.cancel()
             await asyncio.gather(*callers, return_exceptions=True)
-            if beats is not None:
-                await asyncio.gather(beats, return_exceptions=True)
+            if pacing is not None:
+                await pacing.stop_beats()
             self.done.put_nowait(None)
             await asyncio.shield(writer)
+        if self.lost:
+            log.warning("%d claimed item(s) left to the other workers: claims lost", self.lost)
         if isinstance(self.stop, CircuitOpen):
             self.report.error = str(self.stop)
         elif self.stop is not None:
@@ -619,6 +625,7 @@ class _Run:
             if batch is None:
                 return
             if pacing is not None:
+                pacing.claimed(request.media_id for request in batch)
                 self.report.selected += len(batch)
             yield batch
 
@@ -636,11 +643,8 @@ class _Run:
                 return False
         return self.stop is None
 
-    async def _beat(self, pacing: SharedPacing) -> None:
-        try:
-            await pacing.beat_forever()
-        except Exception as exc:  # a catalog that stops answering stops the run
-            self.stop = self.stop or exc
+    def _beat_failed(self, exc: BaseException) -> None:
+        self.stop = self.stop or exc  # a catalog that stops answering stops the run
 
     async def _call_loop(self, existing: list[str]) -> None:
         while (request := await self.todo.get()) is not None:
@@ -648,6 +652,9 @@ class _Run:
                 self.taken.set()
             if self.stop is not None:
                 continue  # drain, so the feeder is never stuck on a full queue
+            if self.pacing is not None and not await self.pacing.may_call(request.media_id):
+                self.lost += 1  # its claim lapsed or was taken over: the other workers have it
+                continue
             try:
                 answer = await self.client.tag(request, existing)
             except (MalformedAnswer, TaggerCallFailed) as exc:

@@ -8,7 +8,9 @@ but a worker holds none open between statements (every batch is a short transact
 pooled connection), and a lock cannot say which items it covers without one lock per item.
 A claim row with `lease_until` is set-based (one INSERT ... SELECT per batch) and visible to
 every worker, and it ends with its worker all the same: a worker killed with -9 stops
-renewing it, and once `lease_s` has passed another worker takes the item.
+renewing it, and once `lease_s` has passed another worker takes the item. A live worker must
+not lose a claim that way: beats run on their own thread and connection, never behind the
+run's claims and writes, and a worker calls only items its last beat still found its own.
 
 Shares never add up to more than the limits, even while workers come and go. Each worker
 records what it holds (`slots`: calls in flight; `starts`: call starts in any second) and
@@ -33,9 +35,12 @@ import math
 import os
 import secrets
 import socket
+import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, delete, func, insert, or_, select, text
 from sqlalchemy import update as sql_update
@@ -174,6 +179,7 @@ class Beat:
 
     share: Share
     live: int
+    claims: frozenset[int] = frozenset()  # the media ids this worker's renewed claims hold
 
 
 def beat(conn: Connection, worker: Worker, limits: Limits, current: Share, in_flight: int) -> Beat:
@@ -199,8 +205,13 @@ def beat(conn: Connection, worker: Worker, limits: Limits, current: Share, in_fl
         .values(heartbeat_at=func.now(), slots=slots, starts=starts)
     )
     lease = func.now() + timedelta(seconds=worker.lease_s)
-    conn.execute(sql_update(CLAIM).where(CLAIM.c.worker_id == worker.id).values(lease_until=lease))
-    return Beat(share, len(ids))
+    renewed = conn.execute(
+        sql_update(CLAIM)
+        .where(CLAIM.c.worker_id == worker.id)
+        .values(lease_until=lease)
+        .returning(CLAIM.c.media_id)
+    )
+    return Beat(share, len(ids), frozenset(renewed.scalars()))
 
 
 def leave(conn: Connection, worker: Worker) -> None:
@@ -227,8 +238,15 @@ def _hold_registry(conn: Connection) -> None:
 
 
 class SharedPacing:
-    """This worker's share applied to its limiter, renewed by a beat every `heartbeat_s` on the
-    database thread."""
+    """This worker's share applied to its limiter, and its claims kept alive: a beat every
+    `heartbeat_s` renews both.
+
+    Beats run on a thread and a connection of their own. On the run's database thread they
+    would queue behind claims and writes, and on its event loop behind a hundred calls' worth
+    of parsing: a worker that is merely busy would let its lease lapse and another worker
+    would call its items a second time. A worker also fences itself: it starts a call only on
+    an item its last beat renewed, and only while the lease that beat set has a margin left
+    to run (`may_call`)."""
 
     def __init__(
         self, engine: Engine, db: DbThread, limiter: RateLimiter, limits: Limits, worker: Worker
@@ -240,20 +258,62 @@ class SharedPacing:
         self._active = asyncio.Event()
         self._before = STANDBY  # the share it had until it was lowered...
         self._lowered_at = -HOLD_S  # ...then (time.monotonic)
+        self._guard = threading.Lock()  # the share and claims, read by the beat thread
+        self._claims: set[int] = set()
+        self._renewed_at = -math.inf  # time.monotonic() just before the last beat began
+        self._beats: _Beats | None = None
+        self._renewed = asyncio.Event()  # set at each beat applied
 
     async def join(self, run_id: int | None) -> None:
         await self.db.run(in_transaction, self.engine, register, self.worker, run_id)
-        await self.beat()
+        self.apply(await self.db.run(self.renew))
         log.info(
             "retag worker %s: %d worker(s) share the tagging service", self.worker.id, self.live
         )
 
-    async def beat(self) -> None:
-        found = await self.db.run(
-            in_transaction, self.engine, beat, self.worker, self.limits, self._holding(),
-            self.limiter.in_flight,
-        )  # fmt: skip
-        self._apply(found)
+    def claimed(self, media_ids: Iterable[int]) -> None:
+        """Items just claimed: held until a beat finds them gone (written or taken over)."""
+        with self._guard:
+            self._claims.update(media_ids)
+
+    async def may_call(self, media_id: int) -> bool:
+        """Whether a call on `media_id` may start: the last beat renewed its claim, and the
+        lease that beat set has more than a margin left to run (the database's clock started
+        it no sooner than ours, so it ends no sooner than this reckons). With too little left,
+        it waits for the next beat; with the beats stopped, it says no."""
+        margin = min(self.worker.heartbeat_s, self.worker.lease_s / 4)
+        while self._renewed_at + self.worker.lease_s - time.monotonic() <= margin:
+            if self._beats is None or not self._beats.is_alive():
+                return False
+            self._renewed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renewed.wait(), self.worker.heartbeat_s)
+        return media_id in self._claims
+
+    def start_beats(self, on_error: Callable[[BaseException], None]) -> None:
+        """Beat every `heartbeat_s` from now on; `on_error` (on the loop) if a beat fails."""
+        self._beats = _Beats(self, asyncio.get_running_loop(), on_error)
+        self._beats.start()
+
+    async def stop_beats(self) -> None:
+        if self._beats is not None:
+            beats, self._beats = self._beats, None
+            beats.stopping.set()
+            await asyncio.to_thread(beats.join)
+
+    def renew(self) -> Beat:
+        """(On any thread.) One beat, its findings applied to the claims held."""
+        with self._guard:
+            known, current = set(self._claims), self._holding()
+        started = time.monotonic()
+        found = in_transaction(
+            self.engine, beat, self.worker, self.limits, current, self.limiter.in_flight
+        )
+        with self._guard:
+            # A claim made while the beat ran is not in `known`: only what it knew can be lost.
+            self._claims -= known - found.claims
+            self._renewed_at = started
+        return found
 
     def _holding(self) -> Share:
         """The share it still holds: the one before it was lowered, for HOLD_S after."""
@@ -261,11 +321,6 @@ class SharedPacing:
             return self.share
         before, now = self._before, self.share
         return Share(slots=max(before.slots, now.slots), starts=max(before.starts, now.starts))
-
-    async def beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.worker.heartbeat_s)
-            await self.beat()
 
     async def wait_active(self) -> None:
         """Wait for a share (at most one heartbeat: then the caller looks again)."""
@@ -276,16 +331,47 @@ class SharedPacing:
     async def leave(self) -> None:
         await self.db.run(in_transaction, self.engine, leave, self.worker)
 
-    def _apply(self, found: Beat) -> None:
+    def apply(self, found: Beat) -> None:
+        """(On the loop.) The share a beat found, applied to the limiter."""
         share, limiter = found.share, self.limiter
         if found.live != self.live or share != self.share:
             log.debug("retag worker %s: %d live, share %s", self.worker.id, found.live, share)
-        if share.slots < self.share.slots or share.starts < self.share.starts:
-            self._before, self._lowered_at = self._holding(), time.monotonic()
-        self.share, self.live = share, found.live
+        with self._guard:
+            if share.slots < self.share.slots or share.starts < self.share.starts:
+                self._before, self._lowered_at = self._holding(), time.monotonic()
+            self.share, self.live = share, found.live
+        self._renewed.set()
         if share.active:
             limiter.resize(share.rate, share.burst, share.starts, share.slots)
             self._active.set()
         else:  # standby: no call starts; the bucket keeps its pace for when a share comes
             limiter.resize(limiter.configured, limiter.burst, limiter.window, 0)
             self._active.clear()
+
+
+class _Beats(threading.Thread):
+    """The heartbeat: beats on its own thread (and so its own pooled connection), each one's
+    share handed to the event loop. A failed beat stops the beats and tells the run."""
+
+    def __init__(
+        self,
+        pacing: SharedPacing,
+        loop: asyncio.AbstractEventLoop,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        super().__init__(name="catalog-heartbeat", daemon=True)
+        self.pacing, self.loop, self.on_error = pacing, loop, on_error
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.pacing.worker.heartbeat_s):
+            try:
+                found = self.pacing.renew()
+            except Exception as exc:  # a catalog that stops answering stops the run
+                self._post(self.on_error, exc)
+                return
+            self._post(self.pacing.apply, found)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: the run is over
+            self.loop.call_soon_threadsafe(fn, *args)

@@ -17,17 +17,20 @@ from typing import Any
 
 import pytest
 from conftest import TOKEN
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, text, update
 from test_retag import FAST, TAGGER_TOKEN, media_ids, runs_by_status, tagger_tags
 
 from catalog.config import load_settings
 from catalog.db.engine import in_transaction, recorded_statements
+from catalog.db.locks import lock_key
 from catalog.db.models import RetagClaim, RetagWorker, Run
 from catalog.errors import ConfigError
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
 from catalog.fakes.tagger import FakeTagger
+from catalog.jobs import PARTIAL_EXIT
 from catalog.retag import Selection, claim_overdue, iter_claimed, select_overdue
 from catalog.runs import utcnow
+from catalog.tags.guard import NORMALIZE_SCOPE
 from catalog.workers import (
     STANDBY,
     Limits,
@@ -284,6 +287,83 @@ def test_a_worker_killed_with_sigkill_loses_nothing_once_its_lease_expires(
     statuses = {r.id: r.status for r in retag_runs(engine)}
     assert statuses[survived["run_id"]] == statuses[after.json()["run_id"]] == "ok"
     assert sorted(statuses.values()) == ["abandoned", "ok", "ok"]  # the killed one's record
+
+
+@pytest.mark.slow
+@ON_POSTGRES
+def test_a_worker_whose_writes_wait_keeps_its_claims_and_none_is_called_twice(
+    synced: None, database_url: str, engine: Engine, tagger: FakeTagger, config: Path
+) -> None:
+    """A `tags normalize` holds the vocabulary for longer than a lease: every answer's write
+    waits for it, and with it the worker's database thread. Its beats must go on regardless,
+    or its claims lapse and a second worker calls the same items again."""
+    tagger.latency_s = 0.05
+    args = ("--rate", "100", "--concurrency", "4")
+    vocabulary = lock_key("normalize", NORMALIZE_SCOPE)
+    with engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": vocabulary})
+        holder.commit()
+        first = start_worker(database_url, tagger, config, *args)
+        wait_for(lambda: sum(tagger.log.answered.values()) >= 4)
+        first_id = _worker_id(engine, first.pid)
+        for _ in range(10):  # 5 s: well past the 3 s lease, with beats due every second
+            time.sleep(0.5)
+            assert _claims_live(engine, first_id), "a waiting worker's claims lapsed"
+        second = start_worker(database_url, tagger, config, *args)
+        wait_for(lambda: _worker_id(engine, second.pid) is not None)
+        time.sleep(3)  # the second worker takes its share and claims what is free
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": vocabulary})
+        holder.commit()
+    done = summaries([first, second])
+    assert len(tagger.log.answered) == ITEMS and set(tagger.log.answered.values()) == {1}
+    assert sum(d["tagged"] for d in done) == ITEMS and runs_by_status(engine) == {"ok": ITEMS}
+
+
+@pytest.mark.slow
+@ON_POSTGRES
+def test_a_worker_calls_no_item_whose_claim_another_worker_took_over(
+    synced: None, database_url: str, engine: Engine, tagger: FakeTagger, config: Path
+) -> None:
+    """Its claims taken over (as another worker would once they had lapsed), a worker learns
+    so at its next beat and leaves those items alone: they are not called a second time."""
+    tagger.latency_s = 2.5  # one call at a time: the claimed items wait their turn
+    args = ("--rate", "100", "--concurrency", "1", "--limit", "6")
+    worker = start_worker(database_url, tagger, config, *args)
+    wait_for(lambda: len(tagger.log.arrivals) >= 1)
+    worker_id = _worker_id(engine, worker.pid)
+    with engine.begin() as conn:
+        taken = set(
+            conn.execute(
+                update(CLAIM)
+                .where(CLAIM.c.worker_id == worker_id)
+                .values(worker_id="another", lease_until=datetime.now(UTC) + timedelta(hours=1))
+                .returning(CLAIM.c.media_id)
+            ).scalars()
+        )
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == PARTIAL_EXIT, err
+    summary = json.loads(out)
+    called = {int(m) for m in tagger.log.answered}
+    in_flight = len(tagger.log.arrivals) and min(called)  # the first call was already out
+    assert len(taken) == 4 and in_flight in taken  # claims of four: the one called, three waiting
+    assert called.isdisjoint(taken - {in_flight})
+    assert set(tagger.log.answered.values()) == {1} and len(called) == 3
+    assert (summary["selected"], summary["tagged"], summary["skipped"]) == (6, 3, 3)
+
+
+def _worker_id(engine: Engine, pid: int) -> str | None:
+    query = select(WORKER.c.id).where(WORKER.c.id.like(f"%:{pid}:%"))
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one_or_none()
+
+
+def _claims_live(engine: Engine, worker_id: str | None) -> bool:
+    """Whether `worker_id` holds claims and every one of them is still leased."""
+    live = CLAIM.c.lease_until >= func.now()
+    query = select(func.count(), func.count().filter(live)).where(CLAIM.c.worker_id == worker_id)
+    with engine.connect() as conn:
+        total, leased = conn.execute(query).one()
+    return total > 0 and total == leased
 
 
 @pytest.mark.slow
