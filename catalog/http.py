@@ -126,9 +126,15 @@ class Peer:
 
 
 class Pacing(Protocol):
-    """A client's own pacing, called by the retry loop around each attempt."""
+    """A client's own pacing, called by the retry loop around each attempt: after
+    `before_attempt`, exactly one of `sent` (the request was written to a connection, which
+    may be long after it was let go) or `not_sent` (the attempt ended before that)."""
 
     async def before_attempt(self) -> None: ...
+
+    def sent(self) -> None: ...
+
+    def not_sent(self) -> None: ...
 
     def rate_limited(self, retry_after: float | None) -> None: ...
 
@@ -147,6 +153,38 @@ class _Call(NamedTuple):
     @property
     def what(self) -> str:
         return f"{self.method} {self.path}"
+
+
+# httpcore's trace events once a request's headers are written (or failed part-way through).
+SENT_EVENTS = frozenset(
+    f"{protocol}.send_request_headers.{outcome}"
+    for protocol in ("http11", "http2")
+    for outcome in ("complete", "failed")
+)
+
+
+class _Going:
+    """Tells the pacing when an attempt's request goes out: when httpcore has written its
+    headers to the socket, not when it was let go, since it may wait for a connection first.
+    Once per attempt; redirects followed within it are not counted again."""
+
+    def __init__(self, pacing: Pacing) -> None:
+        self.pacing, self.told = pacing, False
+
+    async def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event in SENT_EVENTS:
+            self.went()
+
+    def went(self) -> None:
+        if not self.told:
+            self.told = True
+            self.pacing.sent()
+
+    def settle(self) -> None:
+        """The attempt is over: if it never went out, give its place back."""
+        if not self.told:
+            self.told = True
+            self.pacing.not_sent()
 
 
 class _Retry(Exception):
@@ -227,11 +265,8 @@ class HttpClient:
         call = _Call(method, path, params, json, headers or {})
         policy = self.policy
         for attempt in range(policy.retries + 1):
-            if self.pacing is not None:
-                await self.pacing.before_attempt()
-            self.stats.requests += 1
             try:
-                return await self._attempt(call)
+                return await self._paced_attempt(call)
             except _Retry as retry:
                 if attempt == policy.retries:
                     raise self._gave_up(retry, call.what, attempt + 1) from None
@@ -250,24 +285,41 @@ class HttpClient:
             f"{name} did not answer {what} after {attempts} attempts: {retry}"
         )
 
-    async def _attempt(self, call: _Call) -> bytes:
+    async def _paced_attempt(self, call: _Call) -> bytes:
+        if self.pacing is None:
+            self.stats.requests += 1
+            return await self._attempt(call, None)
+        await self.pacing.before_attempt()
+        self.stats.requests += 1
+        going = _Going(self.pacing)
+        try:
+            return await self._attempt(call, going)
+        finally:
+            going.settle()
+
+    async def _attempt(self, call: _Call, going: _Going | None) -> bytes:
         deadline = self.policy.deadline
         try:
             async with asyncio.timeout(deadline):
-                return await self._follow(call)
+                return await self._follow(call, going)
         except TimeoutError:
             raise _Retry(f"no complete answer within the {deadline:g} s deadline_s") from None
         except httpx.TransportError as exc:
             raise _Retry(f"{type(exc).__name__}: {_first_line(exc)}") from None
 
-    async def _follow(self, call: _Call) -> bytes:
+    async def _follow(self, call: _Call, going: _Going | None) -> bytes:
         method, path, params, body, headers = call
         url = httpx.URL(path if "://" in path else self.base_url + path)
         trusted = _same_origin(httpx.URL(self.base_url), url)  # credentials go along
+        extensions = {"trace": going.trace} if going is not None else None
         for _ in range(MAX_REDIRECTS + 1):
             sent = {**headers, **self._credentials} if trusted else _without_credentials(headers)
-            request = self._http.build_request(method, url, params=params, json=body, headers=sent)
+            request = self._http.build_request(
+                method, url, params=params, json=body, headers=sent, extensions=extensions
+            )
             response = await self._http.send(request, stream=True)
+            if going is not None:
+                going.went()  # an answer came, so it went (a transport that does not trace)
             try:
                 if response.status_code not in REDIRECT_STATUSES:
                     return await self._read(response, f"{method} {path}")

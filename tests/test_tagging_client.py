@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -13,10 +14,11 @@ import pytest
 
 from catalog.config import ConfigError, TaggerConfig, load_settings
 from catalog.errors import CircuitOpen, MalformedAnswer, TaggerAuthError, TaggerCallFailed
+from catalog.fakes.tagger import FakeTagger, TaggerFaults
 from catalog.tagging import TagAnswer, TagRequest
 from catalog.tagging.backends import OpenAICompatible, Tunabrain, decode_answer
 from catalog.tagging.client import TaggerClient
-from catalog.tagging.flow import CircuitBreaker, RateLimiter
+from catalog.tagging.flow import WINDOW_SLACK_S, CircuitBreaker, RateLimiter
 
 REQUEST = TagRequest(media_id=7, title="Night Train", input_hash="abc", genres=("Drama",))
 
@@ -83,6 +85,49 @@ def test_the_limiter_takes_a_new_rate_and_concurrency_while_calls_run() -> None:
     assert seen[4:] == [1] * 8  # then one at a time, once the calls in flight ended
     # ...at 20 a second: the 8 calls after the first 4 take at least 7 intervals of 0.05 s.
     assert stamps[-1] - stamps[4] >= 7 * 0.05 * 0.95
+
+
+def test_calls_let_go_but_not_yet_sent_hold_their_place_in_the_window() -> None:
+    async def go() -> tuple[bool, float]:
+        limiter = RateLimiter(rate=1000, burst=10)
+        limiter.resize(rate=1000, burst=10, window=3, slots=None)
+        await asyncio.sleep(0.02)  # a full bucket: only the window binds
+        for _ in range(3):
+            await limiter.acquire()  # let go, still waiting for a connection
+        fourth = asyncio.create_task(limiter.acquire())
+        await asyncio.sleep(0.2)
+        held = not fourth.done()
+        limiter.withdraw()  # one never went out: its place is free at once
+        await fourth
+        sent_at = time.monotonic()
+        for _ in range(3):
+            limiter.sent()
+        await limiter.acquire()  # the window holds three sends: wait for the oldest to leave it
+        return held, time.monotonic() - sent_at
+
+    held, waited = asyncio.run(go())
+    assert held
+    assert waited >= 1 + WINDOW_SLACK_S - 0.01
+
+
+def test_calls_queued_for_a_connection_never_reach_the_service_faster_than_the_limit() -> None:
+    # Four connections, forty callers, and a service whose first four answers take 1.5 s: the
+    # calls let go meanwhile queue for a connection, then leave together when one frees. The
+    # service must still see no more than rate + burst in any second.
+    rate, burst, calls = 20.0, 2, 50
+    faults = TaggerFaults(stalls=4, stall_s=1.5)
+    pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=4))
+
+    async def go(url: str) -> None:
+        config = TaggerConfig(url=url, rate=rate, burst=burst, concurrency=40)
+        async with TaggerClient(config, transport=pool) as client:
+            items = [replace(REQUEST, media_id=i) for i in range(calls)]
+            await asyncio.gather(*(client.tag(item, []) for item in items))
+
+    with FakeTagger(faults=faults) as tagger:
+        asyncio.run(go(tagger.url))
+    assert sum(tagger.log.answered.values()) == calls
+    assert tagger.log.max_in_window(1.0) <= rate + burst
 
 
 def test_breaker_opens_after_consecutive_failures_then_gives_up() -> None:

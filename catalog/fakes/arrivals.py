@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import bisect
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from catalog.fakes.loopback import received_at
+
 
 @dataclass
 class ArrivalLog:
-    """Times are time.monotonic() on arrival; `tracked` counts one request from arrival to
-    answer (thread-safe)."""
+    """Times are time.monotonic(), taken from the kernel's receive time of each request (see
+    `loopback.received_at`), so a busy server does not smear them; `tracked` counts one
+    request from arrival to answer (thread-safe)."""
 
     arrivals: list[float] = field(default_factory=list)
     in_flight: int = 0
@@ -25,7 +27,7 @@ class ArrivalLog:
     def arrived(self) -> int:
         """Count one request in; its number, from 1."""
         with self._lock:
-            self.arrivals.append(time.monotonic())
+            self.arrivals.append(received_at())
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             return len(self.arrivals)

@@ -1,10 +1,14 @@
 """An HTTP/1.1 keep-alive server on loopback, serving in a daemon thread: the plumbing every
-fake shares. A fake subclasses `LoopbackServer` and answers `respond`."""
+fake shares. A fake subclasses `LoopbackServer` and answers `respond`; `received_at` says when
+the request it answers arrived."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import socket
+import struct
 import sys
 import threading
 import time
@@ -14,6 +18,59 @@ from typing import Any, NamedTuple, Self
 from urllib.parse import parse_qsl, urlsplit
 
 JSON_TYPE = "application/json; charset=utf-8"
+# The kernel stamps each packet it receives (CLOCK_REALTIME, a struct timespec) when asked to.
+# Python's socket module does not name the option; SCM_TIMESTAMPNS has the same value.
+SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
+TIMESPEC = struct.Struct("@ll")
+_serving = threading.local()  # the request a server thread is answering
+
+
+def received_at() -> float:
+    """When the request this thread is answering arrived, as time.monotonic(): the kernel's
+    receive time of its first bytes, which a server thread busy or starved of CPU does not
+    delay; where the kernel gives no stamp (or off a server thread), now."""
+    stamp = getattr(_serving, "received_at", None)
+    return time.monotonic() if stamp is None else stamp
+
+
+@functools.cache
+def _realtime_to_monotonic() -> float:
+    """What to add to a time.time() reading to put it on time.monotonic(): read once, so every
+    arrival is on one clock. The closest of a few paired readings, in case a thread switch
+    falls between the two."""
+    pairs = []
+    for _ in range(5):
+        before, now, after = time.monotonic(), time.time(), time.monotonic()
+        pairs.append((after - before, (before + after) / 2 - now))
+    return min(pairs)[1]
+
+
+class _StampedReader(io.RawIOBase):
+    """A connection's bytes, read with recvmsg to keep the kernel's receive time of the latest
+    read (`stamp`, on time.monotonic(); None if the kernel sent none)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self._ancillary = socket.CMSG_SPACE(TIMESPEC.size)
+        self.stamp: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size, ancillary, _flags, _address = self._sock.recvmsg_into([buffer], self._ancillary)
+        if size:
+            self.stamp = _kernel_stamp(ancillary)
+        return size
+
+
+def _kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            seconds, nanoseconds = TIMESPEC.unpack_from(data)
+            return seconds + nanoseconds / 1e9 + _realtime_to_monotonic()
+    return None
 
 
 class Reply(NamedTuple):
@@ -93,6 +150,13 @@ class _Server(ThreadingHTTPServer):
         self.app = app
         super().__init__(address, _Handler)
 
+    def server_bind(self) -> None:
+        # On the listening socket, so that accepted ones have it from their first packet.
+        if SO_TIMESTAMPNS is not None:
+            with contextlib.suppress(OSError):  # a kernel without it: arrivals are read times
+                self.socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        super().server_bind()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up mid-answer (a cancelled call, a stopped run) is normal here;
         # the default prints a traceback on stderr, which in-process CLI tests would capture.
@@ -113,6 +177,18 @@ class _Handler(BaseHTTPRequestHandler):
         # would stall every keep-alive response by ~40 ms.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.app._track(self.connection, open_=True)
+        self.rfile.close()  # the plain reader: every read goes through the stamped one instead
+        self._reader = _StampedReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        try:
+            self.rfile.peek(1)  # wait for the request's first bytes: the latest read holds them
+        except TimeoutError:
+            self.close_connection = True  # idle past `timeout`, as the base class would
+            return
+        _serving.received_at = self._reader.stamp
+        super().handle_one_request()
 
     def finish(self) -> None:
         try:

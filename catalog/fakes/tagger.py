@@ -55,6 +55,8 @@ class TaggerFaults:
     http_faults_after: int = 0  # the HTTP faults apply once this many items were answered
     # -- end of HTTP faults
     nul_ids: frozenset[str] = frozenset()  # items answered with a NUL inside a tag and a tagline
+    stalls: int = 0  # the first this many requests are answered only after stall_s (a busy spell)
+    stall_s: float = 0.0
 
 
 @dataclass
@@ -110,6 +112,8 @@ class FakeTagger(LoopbackServer):
         try:
             if self.latency_s:
                 time.sleep(self.latency_s)
+            if number <= self.faults.stalls:
+                time.sleep(self.faults.stall_s)
             hostile = self._faults_on()  # decided before this answer counts
             reply = self._hostile(path) or self._reply(method, path, headers, body, draw, number)
             if hostile:

@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 RECOVERY_STEPS = 20  # successes to climb back from a slow-down to the configured rate, per halving
-# A call starts a little after we let it go (and arrives later still): keep every window this
-# much longer than a second within rate + burst, so the server counts within it too.
+# A call is logged when its request has been written to the connection, and arrives a little
+# later: keep every window this much longer than a second within rate + burst, so the server
+# counts within it too.
 WINDOW_SLACK_S = 0.1
 
 
@@ -30,9 +31,13 @@ class RateLimiter:
     Callers queue on one lock, so they are served in arrival order and a Retry-After pause
     holds every one of them. A rate-limit answer halves the rate (down to an eighth of the
     configured one); each success then raises it by a twentieth of the configured rate.
-    The bucket alone bounds the starts in any second by burst + rate; the log of recent
-    starts keeps that bound (`window`, default int(rate) + burst) over a slightly longer
-    window, which absorbs scheduling jitter. `resize` changes all of them while calls run.
+    The bucket bounds the calls let go in any second by burst + rate; but a call let go can
+    still wait (for a connection, for a busy event loop) and leave with others, so the
+    service sees a burst. The window therefore logs when each request actually went out
+    (`sent`) and counts the calls let go and not yet sent as taking their place in it: no
+    more than `window` (default int(rate) + burst) go out within any slightly-longer-than-a-
+    second span. Whoever `acquire`s reports `sent` or `withdraw` once for each call.
+    `resize` changes all of them while calls run.
     """
 
     def __init__(
@@ -51,7 +56,9 @@ class RateLimiter:
         self._stamp: float | None = None
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
-        self._starts: deque[float] = deque(maxlen=int(self.configured) + self.burst)
+        self._starts: deque[float] = deque(maxlen=int(self.configured) + self.burst)  # sends
+        self._unsent = 0  # let go, not yet sent
+        self._window_moved = asyncio.Event()  # a call was sent or withdrawn
         self.slots, self.in_flight = slots, 0
         self._slot_freed = asyncio.Event()
 
@@ -72,6 +79,7 @@ class RateLimiter:
         self._starts = deque(self._starts, maxlen=max(int(window), 1))  # keeps the newest
         self.slots = slots
         self._slot_freed.set()
+        self._window_moved.set()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -95,15 +103,40 @@ class RateLimiter:
                     await asyncio.sleep(self._paused_until - now)
                     continue
                 self._refill(now)
-                window_full = len(self._starts) == self._starts.maxlen
-                if window_full and now < self._starts[0] + 1 + WINDOW_SLACK_S:
-                    await asyncio.sleep(self._starts[0] + 1 + WINDOW_SLACK_S - now)
+                room_in = self._room_in(now)
+                if room_in is None:
+                    self._window_moved.clear()
+                    await self._window_moved.wait()
+                elif room_in > 0:
+                    await asyncio.sleep(room_in)
                 elif self._tokens >= 1:
                     self._tokens -= 1
-                    self._starts.append(now)
+                    self._unsent += 1
                     return
                 else:
                     await asyncio.sleep((1 - self._tokens) / self.rate)
+
+    def sent(self) -> None:
+        """A call let go has gone out: it counts in the window from now."""
+        self._unsent = max(self._unsent - 1, 0)
+        self._starts.append(self._clock())
+        self._window_moved.set()
+
+    def withdraw(self) -> None:
+        """A call let go ended without going out (no connection, cancelled): its place is free.
+        Its token stays spent, as a failed attempt's would."""
+        self._unsent = max(self._unsent - 1, 0)
+        self._window_moved.set()
+
+    def _room_in(self, now: float) -> float | None:
+        """Seconds until one more call fits in the window (0: it fits now); None while calls
+        let go and not yet sent fill it: only their going out (or not) can change that."""
+        free = self.window - self._unsent  # sends the window can take, those on their way aside
+        if free <= 0:
+            return None
+        if len(self._starts) < free:
+            return 0.0
+        return max(self._starts[-free] + 1 + WINDOW_SLACK_S - now, 0.0)
 
     def pause(self, seconds: float) -> None:
         """Start no call for `seconds` (a Retry-After), whichever worker was told."""
@@ -134,6 +167,12 @@ class LimiterPacing:
 
     async def before_attempt(self) -> None:
         await self.limiter.acquire()
+
+    def sent(self) -> None:
+        self.limiter.sent()
+
+    def not_sent(self) -> None:
+        self.limiter.withdraw()
 
     def rate_limited(self, retry_after: float | None) -> None:
         # The seam has already refused a Retry-After over its cap, so this one is waited out.
