@@ -388,19 +388,19 @@ class HttpClient:
             if len(response.content) > cap:
                 raise self._too_large(what)
             return response.content
-        body = bytearray()
+        parts = []  # joined once at the end: one copy of a large body, not two
         try:
             inflater = _Inflater(response.headers.get("content-encoding", ""), cap)
             async for chunk in response.aiter_raw():
-                body += inflater.feed(chunk)
-            body += inflater.finish()
+                parts.append(inflater.feed(chunk))
+            parts.append(inflater.finish())
         except _OverCap:
             raise self._too_large(what) from None
         except (zlib.error, ValueError) as exc:
             raise self.peer.errors.failed(
                 f"{self.peer.name} sent an undecodable body for {what}: {exc}"
             ) from None
-        return bytes(body)
+        return b"".join(parts)
 
     def _too_large(self, what: str) -> CatalogError:
         cap = self.policy.max_bytes

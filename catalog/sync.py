@@ -20,8 +20,9 @@ from catalog.aio import DbThread, prefetch
 from catalog.config import ServerConfig
 from catalog.db.engine import in_transaction
 from catalog.db.locks import job_lock
-from catalog.db.models import LINK_TABLES, Library, Media, Server, SyncSeen
+from catalog.db.models import LINK_TABLES, Library, Media, Server
 from catalog.db.refused import refusal, refused_by
+from catalog.db.seen import SeenIds
 from catalog.db.writers import ChunkCounts, writer_for
 from catalog.errors import ConfigError, MassDeleteRefused
 from catalog.http import HttpStats
@@ -35,7 +36,6 @@ from catalog.sources import Source
 log = logging.getLogger(__name__)
 
 MEDIA, LIBRARY, SERVER = Media.__table__, Library.__table__, Server.__table__
-SEEN = SyncSeen.__table__
 # MinDateLastSaved is compared with the server's clock; look back a little further so clock
 # skew can't hide an edit. Re-reading an unchanged item costs no write.
 SINCE_LAST_MARGIN = timedelta(minutes=10)
@@ -156,6 +156,7 @@ async def _sync_server(
         result = LibraryResult(library.name, full=since is None)
         report.libraries.append(result)
         pipeline = _LibrarySync(engine, db, source, options, progress, result)
+        pipeline.eager = last_sync is None  # a library's first sync: its items are all new
         await pipeline.run(library, library_id, since)
 
 
@@ -195,12 +196,29 @@ class _LibrarySync:
         self.writer = writer_for(engine.dialect.name)
         self.eager = True  # parse pages as they arrive; see _write_chunk
         self.full = True  # a full pass notes the unchanged items it sees, for _reconcile
+        self.seen = SeenIds()
+        # The pass's connections, on the database thread: one for the chunks' writes, and one
+        # outside any transaction where a chunk is sorted in one round trip (an unchanged
+        # chunk needs no other). Kept for the pass: a checkout per chunk cost a ping.
+        self.conn: Connection | None = None
+        self.reads: Connection | None = None
 
     async def run(self, library: SourceLibrary, library_id: int, since: datetime | None) -> None:
-        seen_at = utcnow()
         self.full = since is None
-        if self.full:
-            await self.db.run(in_transaction, self.engine, forget_seen, library_id)
+        self.conn = await self.db.run(self.engine.connect)
+        try:
+            self.reads = await self.db.run(_autocommit, self.engine)
+            try:
+                await self._stream(library, library_id, since)
+            finally:
+                await self.db.run(self.reads.close)
+        finally:
+            await self.db.run(self.conn.close)
+
+    async def _stream(
+        self, library: SourceLibrary, library_id: int, since: datetime | None
+    ) -> None:
+        seen_at = utcnow()
         items: list[RawItem] = []
         parsed: dict[str, MediaItem | InvalidItem] = {}
         # Double buffering: the chunk being written (on the database thread) and the one being
@@ -262,10 +280,12 @@ class _LibrarySync:
         def parse(raw: RawItem) -> MediaItem | InvalidItem:
             return parsed.get(raw.digest) or self.source.parse(raw)
 
+        assert self.conn is not None and self.reads is not None
         try:
-            with self.engine.begin() as conn:
-                counts = self.writer.upsert_chunk(
-                    conn, library_id, chunk, parse, seen_at, record_seen=self.full
+            sorted_chunk = self.writer.sort_chunk(self.reads, library_id, chunk)
+            with self.conn.begin():
+                counts = self.writer.write_chunk(
+                    self.conn, library_id, sorted_chunk, parse, seen_at
                 )
         except refused_by(self.engine.dialect.name) as exc:
             if len(chunk) == 1:
@@ -276,6 +296,8 @@ class _LibrarySync:
                 self._write_chunk(library_id, part, parsed, seen_at)
             return
         self.result.add(counts)
+        if self.full:
+            self.seen.add(counts.seen)
         # While chunks are mostly new (a first sync), parse on the event loop's thread as pages
         # arrive, in parallel with this thread's writing; once they are mostly unchanged (a
         # re-sync), leave parsing to the writer, which skips the unchanged items.
@@ -288,20 +310,26 @@ class _LibrarySync:
         the server: stamp it seen, so it is not marked missing."""
         item = InvalidItem(raw.external_id, f"refused by the database: {reason}")
         if raw.external_id:
-            with self.engine.begin() as conn:
-                self.writer.touch(conn, library_id, [], [raw.external_id], seen_at)
+            assert self.conn is not None
+            with self.conn.begin():
+                self.writer.touch(self.conn, library_id, [], [raw.external_id], seen_at)
         self.result.skipped += 1
         self.progress.item_skipped(self.result.name, item.external_id, item.reason)
 
     async def _reconcile(self, library_id: int, name: str, seen_at: datetime) -> None:
         try:
             missing, pruned = await self.db.run(
-                in_transaction, self.engine, mark_missing, library_id, name, seen_at, self.options
-            )
+                in_transaction, self.engine, mark_missing, library_id, name, seen_at,
+                self.options, self.seen,
+            )  # fmt: skip
         except MassDeleteRefused as exc:
             self.result.error = str(exc)
             return
         self.result.missing, self.result.pruned = missing, pruned
+
+
+def _autocommit(engine: Engine) -> Connection:
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 # -- database steps (each runs inside one transaction on the database thread) ---------------
@@ -339,29 +367,43 @@ def mark_synced(conn: Connection, library_id: int, started_at: datetime, full: b
 
 
 def mark_missing(
-    conn: Connection, library_id: int, name: str, seen_at: datetime, options: SyncOptions
+    conn: Connection,
+    library_id: int,
+    name: str,
+    seen_at: datetime,
+    options: SyncOptions,
+    seen: SeenIds,
 ) -> tuple[int, int]:
     """After a full pass: items not seen get `missing_since` (or are deleted with prune).
-    Refuses when that would hit more than the allowed share of the library. Seen: written by
-    this pass (`last_seen_at`), or found unchanged by it (sync_seen)."""
-    noted = select(SEEN.c.media_id).where(
-        SEEN.c.library_id == library_id, SEEN.c.media_id == MEDIA.c.id
-    )
-    unseen = (
-        MEDIA.c.library_id == library_id,
-        MEDIA.c.last_seen_at != seen_at,
-        ~noted.exists(),
-    )
-    present = conn.execute(
-        select(func.count()).where(
-            MEDIA.c.library_id == library_id, MEDIA.c.missing_since.is_(None)
-        )
-    ).scalar_one()
-    # Mark first, judge after: a refusal rolls the transaction back, and one pass over the
-    # library costs half of counting the unseen items before marking them.
+    Refuses when that would hit more than the allowed share of the library. Seen: written or
+    stamped by this pass (`last_seen_at`), or found unchanged by it (`seen`)."""
+    with seen.unseen(conn, MEDIA.c.id) as not_noted:
+        unseen = (MEDIA.c.library_id == library_id, MEDIA.c.last_seen_at != seen_at, not_noted)
+        return _mark_unseen(conn, library_id, name, seen_at, options, unseen)
+
+
+def _mark_unseen(
+    conn: Connection,
+    library_id: int,
+    name: str,
+    seen_at: datetime,
+    options: SyncOptions,
+    unseen: tuple[Any, ...],
+) -> tuple[int, int]:
+    # Mark first, judge after: a refusal rolls the transaction back, and a pass that finds
+    # nothing gone (the usual one) never counts the library.
     newly = conn.execute(
         update(MEDIA).where(*unseen, MEDIA.c.missing_since.is_(None)).values(missing_since=seen_at)
     ).rowcount
+    present = (
+        newly
+        and newly
+        + conn.execute(
+            select(func.count()).where(
+                MEDIA.c.library_id == library_id, MEDIA.c.missing_since.is_(None)
+            )
+        ).scalar_one()
+    )
     if present and newly > options.mass_delete_share * present and not options.allow_mass_delete:
         raise MassDeleteRefused(
             f"library {name!r}: refusing to mark {newly} of {present} items missing "
@@ -369,14 +411,7 @@ def mark_missing(
             "run again with --allow-mass-delete"
         )
     pruned = delete_media(conn, select(MEDIA.c.id).where(*unseen)) if options.prune else 0
-    forget_seen(conn, library_id)
     return newly, pruned
-
-
-def forget_seen(conn: Connection, library_id: int) -> None:
-    """Empty the library's sync_seen: its pass is reconciled, or a new one starts (after one
-    that was killed before it could reconcile)."""
-    conn.execute(delete(SEEN).where(SEEN.c.library_id == library_id))
 
 
 def forget_server(conn: Connection, name: str) -> int:

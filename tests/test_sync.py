@@ -82,7 +82,7 @@ def test_resync_of_unchanged_library_writes_nothing(cli, engine):
         lib["inserted"] == lib["updated"] == lib["missing"] == 0 for lib in summary["libraries"]
     )
     assert media_rows(engine) == before  # not even a last_seen_at stamp
-    with engine.connect() as conn:  # the pass's scratch is gone once it is reconciled
+    with engine.connect() as conn:  # the seen items are remembered in memory, not here
         assert conn.execute(text("SELECT count(*) FROM sync_seen")).scalar() == 0
 
 
@@ -139,7 +139,7 @@ def test_an_unchanged_item_back_from_missing_is_stamped_not_rewritten(cli, fake,
 def test_seen_marks_left_by_a_killed_pass_do_not_hide_a_gone_item(cli, fake, engine):
     cli("sync")
     gone = fake.item_id("Movies", 7)
-    with engine.begin() as conn:  # a pass killed before it reconciled noted the item as seen
+    with engine.begin() as conn:  # an earlier version's pass, killed, noted the item as seen
         media_id = conn.execute(select(MEDIA.c.id).where(MEDIA.c.external_id == gone)).scalar()
         library_id = conn.execute(select(MEDIA.c.library_id).where(MEDIA.c.id == media_id)).scalar()
         conn.execute(
@@ -395,3 +395,82 @@ def test_unchanged_items_are_not_even_parsed(cli, fake, engine):
         )
     assert parsed == [fake.item_id("Movies", 4)]
     assert (counts.updated, counts.unchanged) == (1, 59)
+
+
+def _sync_movies(engine: Engine, fake, page_size: int = 500) -> list[str]:
+    """One full sync of Movies through run_sync: the statements it sent."""
+    import asyncio
+
+    from catalog.config import ServerConfig, SyncConfig
+    from catalog.db.engine import recorded_statements
+    from catalog.progress import QuietProgress
+    from catalog.sources.connect import open_source
+    from catalog.sync import SyncOptions, SyncReport, run_sync
+
+    server = ServerConfig("fake", fake.url, token=TOKEN)
+
+    async def go() -> None:
+        async with open_source(server, SyncConfig(page_size=page_size)) as source:
+            options = SyncOptions(libraries=("Movies",), chunk_size=20)
+            await run_sync(engine, source, server, options, QuietProgress(), SyncReport("x"))
+
+    with recorded_statements(engine) as statements:
+        asyncio.run(go())
+    return statements
+
+
+def test_an_unchanged_resync_writes_nothing_for_its_items_and_still_finds_the_gone(fake, engine):
+    """Read, hash and compare only: the unchanged items' chunks send one read each, no
+    scratch rows and no transaction setup, and the item gone from the server is still marked
+    missing (the seen ones are remembered in memory)."""
+    _sync_movies(engine, fake)
+    gone, last = fake.item_id("Movies", 7), fake.item_id("Movies", 59)
+    fake.remove("Movies", 59)  # the highest catalog id: past the end of what was seen
+    fake.remove("Movies", 7)
+    before = media_rows(engine)
+    statements = _sync_movies(engine, fake)
+    after = media_rows(engine)
+    assert after[gone]["missing_since"] is not None
+    assert after[last]["missing_since"] is not None
+    assert {k: v for k, v in after.items() if k not in (gone, last)} == {
+        k: v for k, v in before.items() if k not in (gone, last)
+    }
+    scratch = [s for s in statements if "sync_seen" in s or "synchronous_commit" in s]
+    assert scratch == []
+    media_writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "COPY"))]
+    assert not [s for s in media_writes if "media" in s.split("(")[0]]
+
+
+def test_seen_ids_hold_one_bit_per_catalog_id():
+    from catalog.db.seen import SeenIds
+
+    seen = SeenIds()
+    seen.add([3, 64, 10_000])
+    seen.add([])
+    seen.add([5])
+    assert [i for i in range(20_000) if i in seen] == [3, 5, 64, 10_000]
+    assert len(seen.bits) <= 2 * (10_000 // 8 + 1)
+
+
+def test_the_next_page_is_asked_for_while_this_one_is_digested(fake):
+    """The server prepares the next page while the client digests this one: one request
+    ahead, never more."""
+    import asyncio
+
+    from catalog.config import ServerConfig, SyncConfig
+    from catalog.sources.connect import open_source
+
+    async def first_page_then_wait() -> tuple[int, list[str]]:
+        server = ServerConfig("fake", fake.url, token=TOKEN)
+        async with open_source(server, SyncConfig(page_size=10)) as source:
+            movies = next(lib for lib in await source.libraries() if lib.name == "Movies")
+            pages = source.pages(movies)
+            first = await anext(pages)
+            await asyncio.sleep(0.3)  # time for the request ahead, and for any further one
+            asked = [r.query.get("StartIndex") for r in fake.requests if r.path == "/Items"]
+            await pages.aclose()
+            return len(first.items), asked
+
+    count, asked = asyncio.run(first_page_then_wait())
+    assert count == 10
+    assert asked == ["0", "10"]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import ARRAY, Connection, String, any_, delete, insert, literal, select, update
+from sqlalchemy import ARRAY, Connection, String, any_, delete, literal, select, update
 
 from catalog.db.models import (
     Genre,
@@ -25,13 +25,11 @@ from catalog.db.models import (
     MediaTag,
     MediaTagline,
     PushedTag,
-    SyncSeen,
 )
 from catalog.items import InvalidItem, MediaItem, RawItem
 from catalog.tags.aliases import ensure_names, resolve_tags
 
 MEDIA = Media.__table__
-SEEN = SyncSeen.__table__
 SERVER_ORIGIN = "server"
 CONTENT_COLUMNS = (
     "kind", "name", "sort_name", "overview", "year", "premiere", "community_rating",
@@ -46,35 +44,43 @@ TaglineRow = tuple[int, int, str]  # (media id, position, text)
 
 @dataclass
 class ChunkCounts:
-    """What one chunk did to the catalog, and the items it had to skip."""
+    """What one chunk did to the catalog, and the items it had to skip; `seen`: the catalog
+    ids of the unchanged items, which nothing wrote (a full pass remembers them, see
+    catalog.db.seen)."""
 
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
     invalid: list[InvalidItem] = field(default_factory=list)
+    seen: list[int] = field(default_factory=list)
 
 
 @dataclass
 class SortedOut:
     """A chunk's items by what the catalog holds: `fresh` (external ids) to parse and write,
     of which `changed` are held (their catalog ids); `back`: ids of unchanged items that were
-    marked missing; `unchanged`: how many are simply unchanged."""
+    marked missing; `seen`: ids of the items simply unchanged."""
 
     fresh: set[str] = field(default_factory=set)
     changed: dict[str, int] = field(default_factory=dict)
     back: list[int] = field(default_factory=list)
-    unchanged: int = 0
+    seen: list[int] = field(default_factory=list)
+
+    @property
+    def unchanged(self) -> int:
+        return len(self.seen) + len(self.back)
 
     @classmethod
     def of(
-        cls, rows: Iterable[tuple[str, int | None, str | None]], digests: dict[str, str]
+        cls,
+        rows: Iterable[Sequence[Any]],
+        digests: dict[str, str],
+        seen: list[int],
     ) -> SortedOut:
         """From (external id, catalog id, stored digest) of the items not simply unchanged
-        (a new one has no id) and every item's digest."""
-        out = cls()
-        listed = 0
+        (a new one has no id), every item's digest, and the ids of the simply unchanged."""
+        out = cls(seen=seen)
         for ext, id_, stored in rows:
-            listed += 1
             if id_ is None:
                 out.fresh.add(ext)
             elif stored == digests[ext]:
@@ -82,8 +88,21 @@ class SortedOut:
             else:
                 out.fresh.add(ext)
                 out.changed[ext] = id_
-        out.unchanged = len(digests) - listed + len(out.back)
         return out
+
+
+@dataclass
+class SortedChunk:
+    """A chunk as `sort_chunk` found it: the items to parse and write (`fresh`: new, changed
+    or without an id), and how the others stand."""
+
+    fresh: list[RawItem]
+    sorted_out: SortedOut
+
+    @property
+    def writes(self) -> bool:
+        """Whether writing it changes anything (an unchanged chunk needs no transaction)."""
+        return bool(self.fresh or self.sorted_out.back)
 
 
 Parser = Callable[[RawItem], MediaItem | InvalidItem]
@@ -103,18 +122,53 @@ class ChunkWriter(ABC):
         chunk: Sequence[RawItem],
         parse: Parser,
         seen_at: datetime,
-        record_seen: bool = False,
     ) -> ChunkCounts:
-        """Items whose digest matches the catalog's are neither parsed nor written (with
-        `record_seen`, a full pass, they are noted in sync_seen for the reconciliation); the
-        rest are parsed, then inserted or rewritten with their links. An item back from
-        missing, or an invalid item the catalog holds, is stamped seen: it is on the server."""
-        self.begin_chunk(conn)
+        """`sort_chunk` then `write_chunk`, on one connection in the caller's transaction."""
+        sorted_chunk = self.sort_chunk(conn, library_id, chunk)
+        return self.write_chunk(conn, library_id, sorted_chunk, parse, seen_at)
+
+    def sort_chunk(
+        self, conn: Connection, library_id: int, chunk: Sequence[RawItem]
+    ) -> SortedChunk:
+        """The chunk's items by what the catalog holds, read in one statement that writes
+        nothing: it may run on a connection of its own, outside any transaction."""
         raws = list({r.external_id or str(n): r for n, r in enumerate(chunk)}.values())
-        keyed = [r for r in raws if r.external_id]
-        sorted_out = self.classify(conn, library_id, keyed, record_seen)
-        existing = sorted_out.changed
+        sorted_out = self.classify(conn, library_id, [r for r in raws if r.external_id])
         fresh = [r for r in raws if not r.external_id or r.external_id in sorted_out.fresh]
+        return SortedChunk(fresh, sorted_out)
+
+    def write_chunk(
+        self,
+        conn: Connection,
+        library_id: int,
+        sorted_chunk: SortedChunk,
+        parse: Parser,
+        seen_at: datetime,
+    ) -> ChunkCounts:
+        """Items whose digest matches the catalog's are neither parsed nor written (their ids
+        come back in `seen`, for the reconciliation of a full pass); the rest are parsed, then
+        inserted or rewritten with their links. An item back from missing, or an invalid item
+        the catalog holds, is stamped seen: it is on the server."""
+        fresh, sorted_out = sorted_chunk.fresh, sorted_chunk.sorted_out
+        counts = ChunkCounts()
+        if sorted_chunk.writes:
+            self.before_writes(conn)
+            counts = self.write_fresh(conn, library_id, fresh, sorted_out, parse, seen_at)
+        counts.unchanged, counts.seen = sorted_out.unchanged, sorted_out.seen
+        return counts
+
+    def write_fresh(
+        self,
+        conn: Connection,
+        library_id: int,
+        fresh: list[RawItem],
+        sorted_out: SortedOut,
+        parse: Parser,
+        seen_at: datetime,
+    ) -> ChunkCounts:
+        """Parse the new and changed items and write them with their links; stamp the items
+        back from missing, and the invalid ones the catalog holds."""
+        existing = sorted_out.changed
         parsed = [parse(r) for r in fresh]
         items = [p for p in parsed if isinstance(p, MediaItem)]
         invalid = [p for p in parsed if isinstance(p, InvalidItem)]
@@ -127,21 +181,19 @@ class ChunkWriter(ABC):
         self.touch(conn, library_id, sorted_out.back, still_there, seen_at)
         stale = list(changed_ids.values())
         self.replace_links(conn, [*new, *changed], {**ids, **changed_ids}, stale)
-        return ChunkCounts(len(new), len(changed), sorted_out.unchanged, invalid)
+        return ChunkCounts(len(new), len(changed), invalid=invalid)
 
-    def begin_chunk(self, conn: Connection) -> None:
-        """Set up the chunk's transaction (nothing to do on SQLite)."""
+    def before_writes(self, conn: Connection) -> None:
+        """Set up a transaction that is about to write (nothing to do on SQLite)."""
         return None
 
     def refresh_statistics(self, conn: Connection) -> None:
         """After a pass that wrote many rows: let the planner know (SQLite's needs no help)."""
         return None
 
-    def classify(
-        self, conn: Connection, library_id: int, raws: list[RawItem], record_seen: bool
-    ) -> SortedOut:
-        """Sort `raws` by what the catalog holds; with `record_seen`, note the unchanged items
-        in sync_seen. Here in Python, which SQLite runs in-process anyway."""
+    def classify(self, conn: Connection, library_id: int, raws: list[RawItem]) -> SortedOut:
+        """Sort `raws` by what the catalog holds. Here in Python, which SQLite runs in-process
+        anyway."""
         if not raws:
             return SortedOut()
         query = select(
@@ -159,12 +211,7 @@ class ChunkWriter(ABC):
                 unchanged.append(id_)
             else:
                 rows.append((ext, id_, stored))
-        if record_seen and unchanged:
-            conn.execute(
-                insert(SEEN).prefix_with("OR IGNORE"),
-                [{"library_id": library_id, "media_id": id_} for id_ in unchanged],
-            )
-        return SortedOut.of(rows, digests)
+        return SortedOut.of(rows, digests, unchanged)
 
     def select_existing(
         self, conn: Connection, library_id: int, external_ids: list[str]
@@ -306,10 +353,12 @@ class SqliteChunkWriter(ChunkWriter):
 class PostgresChunkWriter(ChunkWriter):
     """PostgreSQL: one statement per step over arrays, instead of one row per round trip."""
 
-    def begin_chunk(self, conn: Connection) -> None:
+    def before_writes(self, conn: Connection) -> None:
         """Commit without waiting for the WAL flush: a chunk is one of hundreds, and what a
         server crash could lose (the last fraction of a second of chunks, never part of one)
-        the next sync writes again. Everything else the catalog commits stays synchronous."""
+        the next sync writes again. Everything else the catalog commits stays synchronous.
+        A chunk that writes nothing (an unchanged one) commits no WAL, and skips the round
+        trip."""
         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
     def refresh_statistics(self, conn: Connection) -> None:
@@ -318,19 +367,23 @@ class PostgresChunkWriter(ChunkWriter):
         list` then joined its tags by scanning media_tag, minutes per page."""
         conn.exec_driver_sql("ANALYZE media, media_tag, media_genre, media_tagline")
 
-    def classify(
-        self, conn: Connection, library_id: int, raws: list[RawItem], record_seen: bool
-    ) -> SortedOut:
-        """One statement: the chunk's digests are compared with the catalog's in SQL, the
-        unchanged items noted as seen there, and only the others come back."""
+    def classify(self, conn: Connection, library_id: int, raws: list[RawItem]) -> SortedOut:
+        """One read-only statement: the chunk's digests are compared with the catalog's in
+        SQL, and one row comes back: the items not simply unchanged, and the ids of the
+        others."""
         if not raws:
             return SortedOut()
         digests = {r.external_id: r.digest for r in raws}
-        # One JSON text of [id, digest] pairs: msgspec encodes it in C, where psycopg would dump
-        # two arrays element by element in Python (a third of a re-sync's time on the client).
-        pairs = msgspec.json.encode(list(digests.items())).decode()
-        params = {"pairs": pairs, "library": library_id, "record": record_seen}
-        return SortedOut.of(conn.exec_driver_sql(_PG_CLASSIFY, params), digests)
+        # JSON texts: msgspec encodes them in C, where psycopg would dump arrays element by
+        # element in Python; the answer is two texts for the same reason.
+        params = {
+            "ids": msgspec.json.encode(list(digests)).decode(),
+            "digests": msgspec.json.encode(list(digests.values())).decode(),
+            "library": library_id,
+        }
+        fresh, seen = conn.exec_driver_sql(_PG_CLASSIFY, params).one()
+        rows = msgspec.json.decode(fresh) if fresh else []
+        return SortedOut.of(rows, digests, list(map(int, seen.split(","))) if seen else [])
 
     def in_(self, column: Any, values: list[Any]) -> Any:
         kind = String if isinstance(values[0], str) else column.type
@@ -421,27 +474,21 @@ def _added_by_push(conn: Connection, media_ids: list[int]) -> set[tuple[int, str
     return {(media_id, name) for media_id, name in conn.execute(query)}
 
 
-# A data-modifying WITH runs to completion whether or not the query reads it.
 _PG_CLASSIFY = """
-WITH chunk AS (
-    SELECT s.external_id, s.digest, m.id, m.content_hash, m.missing_since
-    FROM (
-        SELECT j->>0 AS external_id, j->>1 AS digest FROM json_array_elements(%(pairs)s::json) j
-    ) s
-    -- LIMIT 1 (the key is unique) keeps this one index probe per item: a library's first
-    -- sync has no statistics yet, and the plain join was planned as a scan of the library.
-    LEFT JOIN LATERAL (
-        SELECT id, content_hash, missing_since FROM media
-        WHERE library_id = %(library)s AND external_id = s.external_id LIMIT 1
-    ) m ON true
-), seen AS (
-    INSERT INTO sync_seen (library_id, media_id)
-    SELECT %(library)s, id FROM chunk
-    WHERE %(record)s AND content_hash = digest AND missing_since IS NULL
-    ON CONFLICT DO NOTHING
-)
-SELECT external_id, id, content_hash FROM chunk
-WHERE id IS NULL OR content_hash <> digest OR missing_since IS NOT NULL
+SELECT
+    json_agg(json_build_array(s.external_id, m.id, m.content_hash))
+        FILTER (WHERE m.id IS NULL OR m.content_hash <> s.digest OR m.missing_since IS NOT NULL)
+        ::text,
+    string_agg(m.id::text, ',') FILTER (WHERE m.content_hash = s.digest AND m.missing_since IS NULL)
+FROM ROWS FROM (
+    json_array_elements_text(%(ids)s::json), json_array_elements_text(%(digests)s::json)
+) s(external_id, digest)
+-- LIMIT 1 (the key is unique) keeps this one index probe per item: a library's first sync has
+-- no statistics yet, and the plain join was planned as a scan of the library.
+LEFT JOIN LATERAL (
+    SELECT id, content_hash, missing_since FROM media
+    WHERE library_id = %(library)s AND external_id = s.external_id LIMIT 1
+) m ON true
 """
 
 # -- helpers ------------------------------------------------------------------------------------

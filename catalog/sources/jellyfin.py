@@ -12,6 +12,7 @@ rules in `catalog.items.ItemCheck`, not here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import platform
@@ -183,20 +184,34 @@ class JellyfinSource(HttpSource):
         raise SourceResponseError(f"{self.who} did not say which user the token belongs to")
 
     async def pages(self, library: Library, since: datetime | None = None) -> AsyncIterator[Page]:
-        """The library's items, one parsed page at a time, until a page comes back short."""
-        start, previous_ids, first = 0, frozenset[str](), True
-        while True:
-            params = self._items_params(library, start, since, count=first)
-            body = await self._get("/Items", params)
-            envelope, repaired = self._decode_page(body, library, start)
-            items = [raw_item(raw, repaired) for raw in envelope.items]
-            page_ids = frozenset(i.external_id for i in items if i.external_id)
-            total = envelope.total_record_count if first else None
-            yield Page(drop_repeats(items, previous_ids), total)
-            if len(envelope.items) < self.page_size:
-                return
-            start += len(envelope.items)
-            previous_ids, first = page_ids, False
+        """The library's items, one parsed page at a time, until a page comes back short. The
+        next page is asked for as soon as this one is decoded, so the server prepares it while
+        this one's items are digested (one request ahead, never more)."""
+        start, previous_ids = 0, frozenset[str]()
+        ahead: asyncio.Future[bytes] | None = self._items(library, start, since, count=True)
+        try:
+            while ahead is not None:
+                body, ahead = await ahead, None
+                envelope, repaired = self._decode_page(body, library, start)
+                if len(envelope.items) >= self.page_size:
+                    ahead = self._items(library, start + len(envelope.items), since, count=False)
+                items = [raw_item(raw, repaired) for raw in envelope.items]
+                page_ids = frozenset(i.external_id for i in items if i.external_id)
+                total = envelope.total_record_count if start == 0 else None
+                yield Page(drop_repeats(items, previous_ids), total)
+                start += len(envelope.items)
+                previous_ids = page_ids
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+
+    def _items(
+        self, library: Library, start: int, since: datetime | None, *, count: bool
+    ) -> asyncio.Future[bytes]:
+        """The /Items page at `start`, requested now and read in the background."""
+        params = self._items_params(library, start, since, count=count)
+        return asyncio.ensure_future(self._get("/Items", params))
 
     def _decode_page(self, body: bytes, library: Library, start: int) -> tuple[_Envelope, bool]:
         """The envelope, strictly; failing that, read again with undecodable text replaced
