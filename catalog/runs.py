@@ -100,6 +100,6 @@ def prune_runs(conn: Connection, retention: Retention, spare: int | None = None)
 
 
 def _run_table() -> Any:
-    from catalog.db.models import Run
+    from catalog.db.models import RUN
 
-    return Run.__table__
+    return RUN

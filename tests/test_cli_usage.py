@@ -155,12 +155,12 @@ def test_kind_filter_takes_any_case_and_filters(cli: Any):
 def test_every_run_command_is_a_known_one(cli: Any, engine: Any):
     from sqlalchemy import select
 
-    from catalog.db.models import Run
+    from catalog.db.models import RUN
 
     cli("sync", "--quiet")
     cli("tags", "normalize", "--quiet")
     with engine.connect() as conn:
-        recorded = set(conn.execute(select(Run.command)).scalars())
+        recorded = set(conn.execute(select(RUN.c.command)).scalars())
     assert recorded == {"sync", "normalize"} and recorded <= set(COMMANDS)
     assert [r["command"] for r in cli("status", "--job", "normalize", "--json").json()["runs"]] == [
         "normalize"

@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 from catalog.cli import app
 from catalog.cli.lazy import COMMANDS, load_command
 from catalog.db.migrate import HEAD_REVISION, current_revision, head_revision
-from catalog.db.models import Base
+from catalog.db.models import metadata
 
 
 def test_latest_migration_matches_the_models(engine):
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = compare_metadata(context, Base.metadata)
+        diff = compare_metadata(context, metadata)
     assert diff == []
 
 
@@ -97,13 +97,11 @@ def test_db_upgrade_and_current_on_a_new_catalog(tmp_path):
 
 
 def test_db_check_reports_orphaned_links(cli, engine):
-    from catalog.db.models import MediaTag
+    from catalog.db.models import MEDIA_TAG
 
     assert cli("db", "check").exit_code == 0
     with engine.begin() as conn:
-        conn.execute(
-            MediaTag.__table__.insert(), {"media_id": 999, "tag_id": 1, "origin": "server"}
-        )
+        conn.execute(MEDIA_TAG.insert(), {"media_id": 999, "tag_id": 1, "origin": "server"})
     out = cli("db", "check", "--json")
     assert out.exit_code == 1
     assert out.json()["orphans"]["media_tag.media_id"] == 1

@@ -36,27 +36,18 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from catalog.cursors import decode_cursor, encode_cursor
 from catalog.db.models import (
-    Genre,
-    Library,
-    Media,
-    MediaGenre,
-    MediaTag,
-    MediaTagline,
-    ProcessRun,
-    Server,
-    Tag,
+    GENRE,
+    LIBRARY,
+    MEDIA,
+    MEDIA_GENRE,
+    MEDIA_TAG,
+    PROCESS_RUN,
+    SERVER,
+    TAG,
 )
+from catalog.db.models import MEDIA_TAGLINE as TAGLINE
 from catalog.errors import BadCursor, BadFilter, NoSuchItem
 from catalog.tags.cleaning import clean_tag
-
-MEDIA, LIBRARY, SERVER = Media.__table__, Library.__table__, Server.__table__
-TAG, MEDIA_TAG, GENRE, MEDIA_GENRE = (
-    Tag.__table__,
-    MediaTag.__table__,
-    Genre.__table__,
-    MediaGenre.__table__,
-)
-TAGLINE, PROCESS_RUN = MediaTagline.__table__, ProcessRun.__table__
 
 SORT_COLUMNS = {
     "name": MEDIA.c.sort_name,
