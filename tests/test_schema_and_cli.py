@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from conftest import TOKEN
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -73,6 +76,51 @@ def test_help_loads_no_command_and_no_database_library():
     assert out.returncode == 0, out.stderr
     assert "Commands" in out.stdout and "schedule" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# What a page of `catalog media list` on a SQLite catalog has no use for, and whose import
+# would cost its start-up more than the page's queries do.
+NOT_FOR_A_PAGE = (
+    "sqlalchemy.orm", "sqlalchemy.dialects.postgresql", "psycopg", "pydantic", "rich", "httpx",
+    "alembic", "croniter", "catalog.schedule", "catalog.tags.apply", "catalog.fakes",
+)  # fmt: skip
+
+
+def loaded_by(args: list[str], heavy: tuple[str, ...], env: dict[str, str]) -> tuple[str, list]:
+    """What `catalog ARGS` printed, and which of `heavy` (packages or modules) it imported."""
+    probe = (
+        "import atexit, json, sys\n"
+        f"heavy = {heavy!r}\n"
+        "def loaded(): return [h for h in heavy if any(m == h or m.startswith(h + '.')"
+        " for m in sys.modules)]\n"
+        "atexit.register(lambda: print(json.dumps(loaded()), file=sys.stderr))\n"
+        f"sys.argv = ['catalog', *{args!r}]\n"
+        "from catalog.cli import main\n"
+        "main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, **env}
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout, json.loads(out.stderr.strip().splitlines()[-1])
+
+
+def test_a_page_of_media_imports_neither_the_orm_nor_what_other_commands_need(tmp_path, fake):
+    env = {"CATALOG_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.db'}"}
+    synced = CliRunner().invoke(
+        app, ["sync"], env={**env, "CATALOG_SERVER_URL": fake.url, "CATALOG_SERVER_TOKEN": TOKEN}
+    )
+    assert synced.exit_code == 0, synced.stderr
+    page, loaded = loaded_by(["media", "list", "--limit", "20"], NOT_FOR_A_PAGE, env)
+    items = json.loads(page)["items"]
+    assert len(items) == 20 and any(i["genres"] for i in items) and any(i["tags"] for i in items)
+    assert loaded == []
+
+
+def test_sync_imports_the_fake_servers_only_for_the_demo(tmp_path):
+    demo = ["demo", "--items", "5", "--quiet", "--database-url", f"sqlite:///{tmp_path / 'd.db'}"]
+    assert loaded_by(["sync", "--help"], ("catalog.fakes",), {})[1] == []
+    assert loaded_by(demo, ("catalog.fakes",), {})[1] == ["catalog.fakes"]
 
 
 def test_help_documents_exit_codes():
