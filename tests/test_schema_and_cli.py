@@ -123,6 +123,21 @@ def test_sync_imports_the_fake_servers_only_for_the_demo(tmp_path):
     assert loaded_by(demo, ("catalog.fakes",), {})[1] == ["catalog.fakes"]
 
 
+def test_a_command_ends_with_what_it_made_frozen_for_the_exit():
+    """`main` freezes the collector as the command ends: the interpreter's collections at exit
+    then skip what the command imported instead of walking all of it."""
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print(gc.get_freeze_count(), file=sys.stderr))\n"
+        "sys.argv = ['catalog', '--version']\n"
+        "from catalog.cli import main\n"
+        "main()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("catalog ")
+    assert int(out.stderr.split()[-1]) > 10_000
+
+
 def test_help_documents_exit_codes():
     result = CliRunner().invoke(app, ["--help"])
     assert "75" in result.stdout and "130/143" in result.stdout
