@@ -7,10 +7,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, Tag
+from catalog.db.models import GENRE, MEDIA, MEDIA_GENRE, MEDIA_TAG, MEDIA_TAGLINE, TAG
 from catalog.items import MediaItem
-
-MEDIA = Media.__table__
 
 
 def write_item_naively(conn: Connection, library_id: int, item: MediaItem) -> None:
@@ -34,16 +32,16 @@ def write_item_naively(conn: Connection, library_id: int, item: MediaItem) -> No
     }  # fmt: skip
     media_id = conn.execute(insert(MEDIA).returning(MEDIA.c.id), row).scalar_one()
     for name in item.tags:
-        tag_id = _name_id(conn, Tag.__table__, name)
+        tag_id = _name_id(conn, TAG, name)
         conn.execute(
-            insert(MediaTag.__table__), {"media_id": media_id, "tag_id": tag_id, "origin": "server"}
+            insert(MEDIA_TAG), {"media_id": media_id, "tag_id": tag_id, "origin": "server"}
         )
     for name in item.genres:
-        genre_id = _name_id(conn, Genre.__table__, name)
-        conn.execute(insert(MediaGenre.__table__), {"media_id": media_id, "genre_id": genre_id})
+        genre_id = _name_id(conn, GENRE, name)
+        conn.execute(insert(MEDIA_GENRE), {"media_id": media_id, "genre_id": genre_id})
     for position, text in enumerate(item.taglines):
         conn.execute(
-            insert(MediaTagline.__table__),
+            insert(MEDIA_TAGLINE),
             {"media_id": media_id, "origin": "server", "position": position, "text": text},
         )
 

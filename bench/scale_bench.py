@@ -47,7 +47,7 @@ from sync_bench import (
 
 from catalog.db.engine import create_catalog_engine
 from catalog.db.migrate import upgrade
-from catalog.db.models import Base
+from catalog.db.models import metadata
 from catalog.fakes.tagger import FakeTagger
 
 HEADER = "## Scale: the sync near its bound, start-up, a million items, retag workers (issue 14)"
@@ -123,7 +123,7 @@ def metered_sync(code: Code, db_url: str, server_url: FakeUrl) -> dict[str, Any]
 def copy_bound(db_url: str, pg_admin: str, workdir: Path) -> float:
     """Seconds to COPY the rows a sync left in `db_url` into an empty migrated catalog: what
     the same rows cost PostgreSQL with no client work at all."""
-    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in SKIP_TABLES]
+    tables = [t.name for t in metadata.sorted_tables if t.name not in SKIP_TABLES]
     source = psycopg.connect(_dsn(db_url))
     dumps = {}
     for table in tables:

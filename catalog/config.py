@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,8 +22,7 @@ from sqlalchemy.exc import ArgumentError
 
 from catalog.errors import ConfigError
 from catalog.logs import add_secrets
-from catalog.runs import KEEP_RUN_DAYS, KEEP_RUNS, Retention
-from catalog.schedule import JOBS, check_expression
+from catalog.runs import JOBS, KEEP_RUN_DAYS, KEEP_RUNS, Retention
 
 log = logging.getLogger(__name__)
 
@@ -417,6 +415,8 @@ def _config_path(given: Path | None, env: Mapping[str, str]) -> Path | None:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # here: most runs have no config file, and every command reads settings
+
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -443,7 +443,7 @@ def _from_mapping(raw: dict[str, Any], where: str, path: Path | None) -> Setting
             settings = _set(settings, key, SPECS[key].validate(raw[key], f"{where}: {key}"))
     schedule = _typed(raw.get("schedule", {}), dict.fromkeys(JOBS, str), where, "schedule.")
     for job, expression in schedule.items():
-        check_expression(job, expression, f"{where}: schedule.{job}")
+        _cron(job, expression, f"{where}: schedule.{job}")
     servers = {name: _server(name, table, where) for name, table in raw.get("servers", {}).items()}
     return replace(settings, servers=servers, schedule=schedule)
 
@@ -552,8 +552,16 @@ def _env_schedule(settings: Settings, env: Mapping[str, str]) -> Settings:
     for job in JOBS:
         var = f"CATALOG_SCHEDULE_{job.upper()}"
         if env.get(var):
-            schedule[job] = check_expression(job, env[var], var)
+            schedule[job] = _cron(job, env[var], var)
     return replace(settings, schedule=schedule)
+
+
+def _cron(job: str, expression: str, where: str) -> str:
+    """catalog.schedule.check_expression, imported only when there is an expression to check:
+    the scheduler and croniter cost every command's start-up more than the settings do."""
+    from catalog.schedule import check_expression
+
+    return check_expression(job, expression, where)
 
 
 def _env_server(settings: Settings, env: Mapping[str, str]) -> Settings:

@@ -15,7 +15,6 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from catalog.aio import signals_held
 from catalog.errors import CatalogError, Interrupted, LockHeld
 from catalog.runs import (
     FAILED,
@@ -234,6 +233,8 @@ def recorded_run(
     The record is written with SIGINT/SIGTERM held, so a signal at any moment after the run
     record exists leaves it interrupted, never running. A run that settles as failed raises
     JobFailed after it is recorded."""
+    from catalog.aio import signals_held  # here: a read (`media list`) imports jobs, runs none
+
     try:
         with lock:
             try:

@@ -27,7 +27,8 @@ from sqlalchemy import Connection, Engine, delete, exists, func, select
 from catalog.aio import DbThread
 from catalog.db.engine import in_connection, in_transaction
 from catalog.db.locks import job_lock
-from catalog.db.models import Library, Media, MediaTag, PushedTag, Server, Tag
+from catalog.db.models import LIBRARY, MEDIA, MEDIA_TAG, SERVER, TAG
+from catalog.db.models import PUSHED_TAG as PUSHED
 from catalog.errors import BadFilter, CircuitOpen, PushRefused, SourceAuthError, SourceError
 from catalog.http import HttpStats
 from catalog.jobs import Items, JobReport, recorded_run
@@ -39,8 +40,6 @@ from catalog.tags import clean_tag
 
 log = logging.getLogger(__name__)
 
-MEDIA, LIBRARY, SERVER = Media.__table__, Library.__table__, Server.__table__
-TAG, MEDIA_TAG, PUSHED = Tag.__table__, MediaTag.__table__, PushedTag.__table__
 PUSHED_ORIGINS = ("tagger", "manual")  # server tags came from the server: never pushed back
 SELECT_BATCH = 500
 TASK = "pushing"  # what the progress bar and log lines call the run

@@ -29,17 +29,17 @@ from catalog.aio import DbThread
 from catalog.db.engine import dialect_insert, in_connection, in_transaction
 from catalog.db.locks import job_lock
 from catalog.db.models import (
-    Genre,
-    Library,
-    Media,
-    MediaGenre,
-    MediaTag,
-    MediaTagline,
-    ProcessRun,
-    RetagClaim,
-    Server,
-    Tag,
+    GENRE,
+    LIBRARY,
+    MEDIA,
+    MEDIA_GENRE,
+    MEDIA_TAG,
+    SERVER,
+    TAG,
 )
+from catalog.db.models import MEDIA_TAGLINE as TAGLINE
+from catalog.db.models import PROCESS_RUN as RUN_ROW
+from catalog.db.models import RETAG_CLAIM as CLAIM
 from catalog.db.refused import refusal, refused_by
 from catalog.errors import CircuitOpen, MalformedAnswer, TaggerCallFailed, TaggerError
 from catalog.http import HttpStats
@@ -55,11 +55,6 @@ from catalog.workers import Limits, SharedPacing, Worker, alive_runs
 
 log = logging.getLogger(__name__)
 
-MEDIA, LIBRARY, RUN_ROW = Media.__table__, Library.__table__, ProcessRun.__table__
-SERVER = Server.__table__
-TAG, MEDIA_TAG, TAGLINE = Tag.__table__, MediaTag.__table__, MediaTagline.__table__
-GENRE, MEDIA_GENRE = Genre.__table__, MediaGenre.__table__
-CLAIM = RetagClaim.__table__
 PROCESS = "tagging"
 TAGGER_ORIGIN = "tagger"
 SELECT_BATCH = 1000

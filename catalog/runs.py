@@ -18,6 +18,14 @@ RUNNING, OK, PARTIAL, FAILED, INTERRUPTED, ABANDONED = (
 # What a run's `command` can be: the jobs, and `tags` for a vocabulary change by hand (`catalog
 # status --job` takes one of these).
 COMMANDS = ("sync", "retag", "normalize", "tags", "push")
+# job -> the CLI command that runs it (the run table's `command` is the job name): what the
+# schedule runs, and what the settings accept a schedule for.
+JOBS: dict[str, tuple[str, ...]] = {
+    "sync": ("sync",),
+    "retag": ("retag",),
+    "normalize": ("tags", "normalize"),
+    "push": ("push",),
+}
 LOCKED = "locked"  # a report's status only: a run that found its lock held records nothing
 DRY_RUN = "dry_run"  # a report's status only: a dry run changes and records nothing
 # A partial run still did its job (items failed are counted apart): it counts as a success for
@@ -100,6 +108,6 @@ def prune_runs(conn: Connection, retention: Retention, spare: int | None = None)
 
 
 def _run_table() -> Any:
-    from catalog.db.models import Run
+    from catalog.db.models import RUN
 
-    return Run.__table__
+    return RUN

@@ -28,16 +28,10 @@ from dateutil.tz import tzlocal
 
 from catalog.errors import ConfigError, Untranslatable
 from catalog.jobs import LOCK_HELD_EXIT, PARTIAL_EXIT, SIGINT_EXIT, SIGTERM_EXIT, SUCCESS
+from catalog.runs import JOBS
 
 log = logging.getLogger(__name__)
 
-# job -> the CLI command that runs it (the run table's `command` is the job name).
-JOBS: dict[str, tuple[str, ...]] = {
-    "sync": ("sync",),
-    "retag": ("retag",),
-    "normalize": ("tags", "normalize"),
-    "push": ("push",),
-}
 CRON_HELP = (
     'five fields (minute hour day-of-month month day-of-week, e.g. "0 3 * * *"), an alias '
     "like @daily, or six fields whose last counts seconds"

@@ -20,7 +20,7 @@ from catalog.aio import DbThread, prefetch
 from catalog.config import ServerConfig
 from catalog.db.engine import in_transaction
 from catalog.db.locks import job_lock
-from catalog.db.models import LINK_TABLES, Library, Media, Server
+from catalog.db.models import LIBRARY, LINK_TABLES, MEDIA, SERVER
 from catalog.db.refused import refusal, refused_by
 from catalog.db.seen import SeenIds
 from catalog.db.writers import ChunkCounts, writer_for
@@ -35,7 +35,6 @@ from catalog.sources import Source
 
 log = logging.getLogger(__name__)
 
-MEDIA, LIBRARY, SERVER = Media.__table__, Library.__table__, Server.__table__
 # MinDateLastSaved is compared with the server's clock; look back a little further so clock
 # skew can't hide an edit. Re-reading an unchanged item costs no write.
 SINCE_LAST_MARGIN = timedelta(minutes=10)

@@ -49,13 +49,14 @@ from catalog.aio import DbThread
 from catalog.config import TaggerConfig
 from catalog.db.engine import in_transaction
 from catalog.db.locks import lock_key
-from catalog.db.models import RetagClaim, RetagWorker, Run
+from catalog.db.models import RETAG_CLAIM as CLAIM
+from catalog.db.models import RETAG_WORKER as WORKER
+from catalog.db.models import RUN
 from catalog.runs import utcnow
 from catalog.tagging.flow import WINDOW_SLACK_S, RateLimiter
 
 log = logging.getLogger(__name__)
 
-WORKER, CLAIM, RUN = RetagWorker.__table__, RetagClaim.__table__, Run.__table__
 WORKERS_LOCK = lock_key("retag", "workers")
 CLAIM_AHEAD_S = 2.0  # a worker claims about this many seconds of calls at its share
 MAX_CLAIM = 1000  # items per claim statement at most (the selection's batch)

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from catalog.cli import app
-from catalog.db.models import Library, Media, Server
+from catalog.db.models import LIBRARY, MEDIA, SERVER
 
 # Every command that works on an existing catalog; none of them may create one.
 NEEDS_A_CATALOG = {
@@ -124,10 +124,10 @@ def demo(url: str, *args: str) -> dict[str, Any]:
 
 def items_by_server(engine: Any) -> dict[str, int]:
     query = (
-        select(Server.name, func.count(Media.id))
-        .join(Library, Library.server_id == Server.id)
-        .join(Media, Media.library_id == Library.id)
-        .group_by(Server.name)
+        select(SERVER.c.name, func.count(MEDIA.c.id))
+        .join(LIBRARY, LIBRARY.c.server_id == SERVER.c.id)
+        .join(MEDIA, MEDIA.c.library_id == LIBRARY.c.id)
+        .group_by(SERVER.c.name)
     )
     with engine.connect() as conn:
         return dict(conn.execute(query).all())

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, select
 from typer.testing import CliRunner
 
 from catalog.cli import app
-from catalog.db.models import Run
+from catalog.db.models import RUN
 from catalog.schedule import IMAGE_UID
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +122,7 @@ def test_the_image_default_command_runs_the_schedule(database_url: str, fake: An
     assert out.returncode == 0, out.stderr
     engine = create_engine(database_url)
     with engine.connect() as conn:
-        runs = conn.execute(select(Run.command, Run.status)).all()
+        runs = conn.execute(select(RUN.c.command, RUN.c.status)).all()
     engine.dispose()
     assert [tuple(r) for r in runs] == [("sync", "ok")]
 

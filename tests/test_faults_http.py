@@ -22,14 +22,13 @@ import pytest
 from conftest import TOKEN
 from sqlalchemy import Engine, select
 
-from catalog.db.models import Media, ProcessRun, Run
+from catalog.db.models import MEDIA, PROCESS_RUN, RUN
 from catalog.errors import SOURCE_ERRORS, SourceResponseError
 from catalog.fakes.loopback import LoopbackServer, Reply
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer, Faults
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
 from catalog.http import HttpClient, Peer, RetryPolicy
 
-MEDIA, PROCESS_RUN, RUN = Media.__table__, ProcessRun.__table__, Run.__table__
 MiB = 1024 * 1024
 OTHER_HOST = "127.0.0.2"  # loopback too, but another host as far as any origin check goes
 TAGGER_TOKEN = "tagger-s3cret-bearer"
@@ -193,9 +192,9 @@ def process_errors(engine: Engine) -> list[str]:
 
 def assert_tagged(engine: Engine, tagger: FakeTagger, at_least: int) -> None:
     """Every item whose tagging succeeded holds exactly the tags the tagger gave it."""
-    from catalog.db.models import MediaTag, Tag
+    from catalog.db.models import MEDIA_TAG, TAG
 
-    media_tag, tag = MediaTag.__table__, Tag.__table__
+    media_tag, tag = MEDIA_TAG, TAG
     with engine.connect() as conn:
         ok = (
             conn.execute(select(PROCESS_RUN.c.media_id).where(PROCESS_RUN.c.status == "ok"))

@@ -15,13 +15,12 @@ from conftest import TOKEN
 from sqlalchemy import Engine, func, select
 
 from catalog.config import ServerConfig
-from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, ProcessRun, Tag
+from catalog.db.models import GENRE, MEDIA, MEDIA_GENRE, MEDIA_TAG, MEDIA_TAGLINE, PROCESS_RUN, TAG
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer, Faults, ItemShape
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
 from catalog.items import InvalidItem, Library, MediaItem, Page, RawItem
 from catalog.sync import SyncOptions, SyncReport, run_sync
 
-MEDIA = Media.__table__
 MOVIES = 60
 
 
@@ -33,10 +32,10 @@ def rows(engine: Engine) -> dict[str, Any]:
 def names(engine: Engine, external_id: str, link: Any, table: Any, key: str) -> list[str]:
     with engine.connect() as conn:
         query = (
-            select(table.name)
-            .join(link, getattr(link, key) == table.id)
-            .join(Media, Media.id == link.media_id)
-            .where(Media.external_id == external_id)
+            select(table.c.name)
+            .join(link, link.c[key] == table.c.id)
+            .join(MEDIA, MEDIA.c.id == link.c.media_id)
+            .where(MEDIA.c.external_id == external_id)
         )
         return sorted(conn.execute(query).scalars())
 
@@ -80,12 +79,12 @@ MADE_SAFE = {
          "Tags": ["cyber\x00punk"], "ProviderIds": {"Imdb": "tt\x00123"}},
         lambda r, e: (r.name, r.sort_name, r.overview, r.official_rating, r.provider_ids)
         == ("Blade Runner", "bladerunner", "ab", "PG", {"Imdb": "tt123"})
-        and names(e, r.external_id, MediaTag, Tag, "tag_id") == ["cyberpunk"]
-        and names(e, r.external_id, MediaGenre, Genre, "genre_id") == ["Drama"],
+        and names(e, r.external_id, MEDIA_TAG, TAG, "tag_id") == ["cyberpunk"]
+        and names(e, r.external_id, MEDIA_GENRE, GENRE, "genre_id") == ["Drama"],
     ),
     "tag-name-over-200": (
         {"Tags": ["x" * 300, "short"]},
-        lambda r, e: names(e, r.external_id, MediaTag, Tag, "tag_id") == ["short", "x" * 200],
+        lambda r, e: names(e, r.external_id, MEDIA_TAG, TAG, "tag_id") == ["short", "x" * 200],
     ),
     "numeric-provider-id": (
         {"ProviderIds": {"Tmdb": 550, "Imdb": "tt0137523", "Tvdb": None}},
@@ -149,7 +148,7 @@ def test_emby_tags_come_from_tag_items_and_genres_keep_their_order(
     assert any(i["TagItems"] for i in served.values())
     for external_id, item in served.items():
         assert "Tags" not in item and "HasSubtitles" not in item
-        tags = names(engine, external_id, MediaTag, Tag, "tag_id")
+        tags = names(engine, external_id, MEDIA_TAG, TAG, "tag_id")
         assert tags == sorted({t["Name"].strip() for t in item["TagItems"]})
         assert stored[external_id].subtitles is False
 
@@ -265,14 +264,14 @@ def test_a_tagger_answer_with_a_nul_among_100_good_ones_fails_nothing_else(
     assert (out.json()["tagged"], out.json()["failed"]) == (101, 0)
     with engine.connect() as conn:
         tags = conn.execute(
-            select(Tag.name).join(MediaTag, MediaTag.tag_id == Tag.id)
-            .where(MediaTag.media_id == ids[40], MediaTag.origin == "tagger")
+            select(TAG.c.name).join(MEDIA_TAG, MEDIA_TAG.c.tag_id == TAG.c.id)
+            .where(MEDIA_TAG.c.media_id == ids[40], MEDIA_TAG.c.origin == "tagger")
         ).scalars().all()  # fmt: skip
         taglines = conn.execute(
-            select(MediaTagline.text).where(MediaTagline.media_id == ids[40])
+            select(MEDIA_TAGLINE.c.text).where(MEDIA_TAGLINE.c.media_id == ids[40])
         ).scalars().all()  # fmt: skip
         ok = conn.execute(
-            select(func.count()).select_from(ProcessRun).where(ProcessRun.status == "ok")
+            select(func.count()).select_from(PROCESS_RUN).where(PROCESS_RUN.c.status == "ok")
         ).scalar_one()
     assert "nultag" in tags and taglines == ["ab"], "the NUL stripped, as documented"
     assert ok == 101
@@ -298,7 +297,9 @@ def test_a_tagger_answer_the_database_refuses_fails_only_its_own_item(
     assert (counts.tagged, counts.failed) == (99, 1)
     with engine.connect() as conn:
         failed = conn.execute(
-            select(ProcessRun.media_id, ProcessRun.error).where(ProcessRun.status == "failed")
+            select(PROCESS_RUN.c.media_id, PROCESS_RUN.c.error).where(
+                PROCESS_RUN.c.status == "failed"
+            )
         ).all()
     assert [f.media_id for f in failed] == [ids[10]]
     assert failed[0].error.startswith("refused by the database: ")
@@ -306,18 +307,17 @@ def test_a_tagger_answer_the_database_refuses_fails_only_its_own_item(
 
 def test_limits_are_the_schema_columns() -> None:
     from catalog import items
-    from catalog.db.models import Library as LibraryRow
-    from catalog.db.models import TagAlias
+    from catalog.db.models import LIBRARY, TAG_ALIAS
 
     columns = {
         MEDIA.c.external_id: items.EXTERNAL_ID_CHARS,
         MEDIA.c.parent_external_id: items.EXTERNAL_ID_CHARS,
-        LibraryRow.__table__.c.external_id: items.EXTERNAL_ID_CHARS,
+        LIBRARY.c.external_id: items.EXTERNAL_ID_CHARS,
         MEDIA.c.official_rating: items.OFFICIAL_RATING_CHARS,
         MEDIA.c.kind: items.KIND_CHARS,
-        Tag.__table__.c.name: items.NAME_CHARS,
-        Genre.__table__.c.name: items.NAME_CHARS,
-        TagAlias.__table__.c.raw_name: items.NAME_CHARS,
+        TAG.c.name: items.NAME_CHARS,
+        GENRE.c.name: items.NAME_CHARS,
+        TAG_ALIAS.c.raw_name: items.NAME_CHARS,
     }
     for column, limit in columns.items():
         assert column.type.length == limit, column

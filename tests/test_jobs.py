@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from test_ops import PingServer, free_port, samples
 
-from catalog.db.models import Run
+from catalog.db.models import RUN
 from catalog.fakes.media_server import Faults
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
 from catalog.jobs import (
@@ -37,7 +37,6 @@ from catalog.retag import RetagReport
 from catalog.sync import SyncReport
 from catalog.tags import ChangeReport
 
-RUN = Run.__table__
 README = Path(__file__).resolve().parent.parent / "README.md"
 JOBS = {"sync": SyncReport, "retag": RetagReport, "tags normalize / rename / merge / drop": (
     ChangeReport

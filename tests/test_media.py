@@ -16,15 +16,15 @@ from sqlalchemy import Engine, insert, inspect, select
 from catalog.db import migrate
 from catalog.db.engine import recorded_statements
 from catalog.db.models import (
-    Genre,
-    Library,
-    Media,
-    MediaGenre,
-    MediaTag,
-    MediaTagline,
-    ProcessRun,
-    Server,
-    Tag,
+    GENRE,
+    LIBRARY,
+    MEDIA,
+    MEDIA_GENRE,
+    MEDIA_TAG,
+    MEDIA_TAGLINE,
+    PROCESS_RUN,
+    SERVER,
+    TAG,
 )
 from catalog.reads.items import (
     ANY,
@@ -37,7 +37,6 @@ from catalog.reads.items import (
     parse_years,
 )
 
-MEDIA = Media.__table__
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SORTS = ["name", "year", "added", "rating"]
 
@@ -96,54 +95,53 @@ def seed(engine: Engine, items: list[Item]) -> dict[str, int]:
 
 
 def _libraries(conn: Any) -> dict[str, int]:
-    found = dict(conn.execute(select(Library.name, Library.id)).all())
+    found = dict(conn.execute(select(LIBRARY.c.name, LIBRARY.c.id)).all())
     if found:
         return found
     servers = {}
     for name in sorted(set(LIBRARIES.values())):
         servers[name] = conn.execute(
-            insert(Server.__table__).returning(Server.id),
+            insert(SERVER).returning(SERVER.c.id),
             {"name": name, "kind": "jellyfin", "url": "http://127.0.0.1:9"},
         ).scalar_one()
     for name, server in LIBRARIES.items():
         found[name] = conn.execute(
-            insert(Library.__table__).returning(Library.id),
+            insert(LIBRARY).returning(LIBRARY.c.id),
             {"server_id": servers[server], "external_id": name, "name": name, "kind": "movies"},
         ).scalar_one()
     return found
 
 
 def _links(conn: Any, items: list[Item], ids: dict[str, int], now: datetime) -> None:
-    tags = _ids_by_name(conn, Tag, {t for i in items for t, _ in i.tags})
-    genres = _ids_by_name(conn, Genre, {g for i in items for g in i.genres})
+    tags = _ids_by_name(conn, TAG, {t for i in items for t, _ in i.tags})
+    genres = _ids_by_name(conn, GENRE, {g for i in items for g in i.genres})
     rows = {
-        MediaTag: [
+        MEDIA_TAG: [
             {"media_id": ids[i.name], "tag_id": tags[t], "origin": o}
             for i in items
             for t, o in i.tags
         ],
-        MediaGenre: [
+        MEDIA_GENRE: [
             {"media_id": ids[i.name], "genre_id": genres[g]} for i in items for g in i.genres
         ],
-        MediaTagline: [
+        MEDIA_TAGLINE: [
             {"media_id": ids[i.name], "origin": o, "position": p, "text": text}
             for i in items
             for p, (o, text) in enumerate(i.taglines)
         ],
-        ProcessRun: [
+        PROCESS_RUN: [
             {"media_id": ids[i.name], "process": "tagging", "last_run_at": now, "status": i.tagging,
              "last_success_at": now if i.tagging == "ok" else None}
             for i in items
             if i.tagging
         ],
     }  # fmt: skip
-    for model, values in rows.items():
+    for table, values in rows.items():
         if values:
-            conn.execute(insert(model.__table__), values)
+            conn.execute(insert(table), values)
 
 
-def _ids_by_name(conn: Any, model: Any, names: set[str]) -> dict[str, int]:
-    table = model.__table__
+def _ids_by_name(conn: Any, table: Any, names: set[str]) -> dict[str, int]:
     known = dict(conn.execute(select(table.c.name, table.c.id)).all())
     new = sorted(names - known.keys())
     if new:

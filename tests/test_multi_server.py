@@ -22,13 +22,11 @@ from test_ops import PingServer, samples
 from typer.testing import CliRunner
 
 from catalog.cli import app
-from catalog.db.models import Library, Media, Run, Server
+from catalog.db.models import LIBRARY, MEDIA, RUN, SERVER
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer, Faults
 from catalog.fakes.plex_server import FakePlexServer
 from catalog.fakes.tagger import FakeTagger
 from catalog.sync import SyncReport
-
-MEDIA, LIBRARY, SERVER, RUN = Media.__table__, Library.__table__, Server.__table__, Run.__table__
 
 
 @pytest.fixture

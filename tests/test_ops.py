@@ -17,13 +17,11 @@ import pytest
 from conftest import TOKEN, hold_lock
 from sqlalchemy import insert, select
 
-from catalog.db.models import Run
+from catalog.db.models import RUN
 from catalog.fakes.media_server import Faults
 from catalog.logs import REDACTOR, JsonFormatter, RedactingFormatter, add_secrets
 from catalog.ops import JobOutcome, ping_healthcheck, read_metrics
 from catalog.runs import OK, utcnow
-
-RUN = Run.__table__
 
 
 def runs(engine) -> list:

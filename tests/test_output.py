@@ -24,16 +24,16 @@ from catalog.cli import retag as retag_cli
 from catalog.cli import sync as sync_cli
 from catalog.cli import tags as tags_cli
 from catalog.db.models import (
-    Genre,
-    Library,
-    Media,
-    MediaGenre,
-    MediaTag,
-    MediaTagline,
-    ProcessRun,
-    Run,
-    Server,
-    Tag,
+    GENRE,
+    LIBRARY,
+    MEDIA,
+    MEDIA_GENRE,
+    MEDIA_TAG,
+    MEDIA_TAGLINE,
+    PROCESS_RUN,
+    RUN,
+    SERVER,
+    TAG,
 )
 from catalog.progress import LogProgress
 from catalog.push import PushReport
@@ -62,22 +62,22 @@ def seed_catalog(engine: Engine, servers: list[str], first_id: int = BIG) -> lis
     now = datetime.now(UTC)
     ids = []
     with engine.begin() as conn:
-        tag_ids = _named(conn, Tag, TAGS)
-        genre_ids = _named(conn, Genre, ["Drama", "Film-Noir"])
+        tag_ids = _named(conn, TAG, TAGS)
+        genre_ids = _named(conn, GENRE, ["Drama", "Film-Noir"])
         for n, server in enumerate(servers):
             server_id = conn.execute(
-                insert(Server.__table__).returning(Server.id),
+                insert(SERVER).returning(SERVER.c.id),
                 {"name": server, "kind": "jellyfin", "url": "http://127.0.0.1:9"},
             ).scalar_one()
             library_id = conn.execute(
-                insert(Library.__table__).returning(Library.id),
+                insert(LIBRARY).returning(LIBRARY.c.id),
                 {"server_id": server_id, "external_id": f"lib-{server}", "name": "Movies",
                  "kind": "movies"},
             ).scalar_one()  # fmt: skip
             for k in range(2):
                 media_id = first_id + 2 * n + k
                 ids.append(media_id)
-                conn.execute(insert(Media.__table__), {
+                conn.execute(insert(MEDIA), {
                     "id": media_id, "library_id": library_id, "external_id": f"x{media_id}",
                     "kind": "movie", "name": f"{TITLE} {k}", "sort_name": f"{TITLE} {k}".lower(),
                     "year": 1990 + k, "premiere": date(1990 + k, 6, 25),
@@ -86,27 +86,26 @@ def seed_catalog(engine: Engine, servers: list[str], first_id: int = BIG) -> lis
                     "content_hash": "x", "first_seen_at": now, "updated_at": now,
                     "last_seen_at": now, "missing_since": None,
                 })  # fmt: skip
-                conn.execute(insert(MediaTag.__table__), [
+                conn.execute(insert(MEDIA_TAG), [
                     {"media_id": media_id, "tag_id": tag_ids[t], "origin": "server"} for t in TAGS
                 ])  # fmt: skip
-                conn.execute(insert(MediaGenre.__table__), [
+                conn.execute(insert(MEDIA_GENRE), [
                     {"media_id": media_id, "genre_id": genre_ids[g], "position": p}
                     for p, g in enumerate(["Drama", "Film-Noir"])
                 ])  # fmt: skip
-                conn.execute(insert(MediaTagline.__table__), {
+                conn.execute(insert(MEDIA_TAGLINE), {
                     "media_id": media_id, "origin": "server", "position": 0,
                     "text": "Man has made his match... now it's his problem.",
                 })  # fmt: skip
-                conn.execute(insert(ProcessRun.__table__), {
+                conn.execute(insert(PROCESS_RUN), {
                     "media_id": media_id, "process": "tagging", "last_run_at": ADDED,
                     "status": "ok", "last_success_at": ADDED,
                 })  # fmt: skip
     return ids
 
 
-def _named(conn: Any, model: Any, names: list[str]) -> dict[str, int]:
+def _named(conn: Any, table: Any, names: list[str]) -> dict[str, int]:
     """name → id of the tags or genres named, created where missing (a sync may have them)."""
-    table = model.__table__
     known = dict(conn.execute(select(table.c.name, table.c.id)).all())
     new = [{"name": name} for name in names if name not in known]
     if new:
@@ -131,7 +130,7 @@ def seed_runs(engine: Engine, servers: list[str]) -> list[dict[str, Any]]:
          "counts": {"seen": BIG, "written": BIG, "failed": 12_345}, "error": None},
     ]  # fmt: skip
     with engine.begin() as conn:
-        conn.execute(insert(Run.__table__), rows)
+        conn.execute(insert(RUN), rows)
     for row, took in zip(rows, ("59m59s", "-", "1.9 s"), strict=True):
         row["took"] = took  # as the table shows the duration
     return rows
@@ -295,7 +294,7 @@ def test_tag_tables_fit_80_columns(cli, engine, narrow, capsys):
     long_tag = "a_very_long_tag_name_that_some_tagging_service_made_up_for_this_one_film"
     seed_catalog(engine, ["home"])
     with engine.begin() as conn:
-        conn.execute(insert(Tag.__table__), {"name": long_tag})
+        conn.execute(insert(TAG), {"name": long_tag})
     out = cli("tags", "--order", "name", env=NARROW)
     lines = assert_fits(out.stdout)
     assert header(lines, "tag") == ["tag", "items"]

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from catalog.cli import app
 from catalog.config import ServerConfig, SyncConfig, load_settings
-from catalog.db.models import Media
+from catalog.db.models import MEDIA
 from catalog.fakes.plex_server import FakeLibrary, FakePlexServer, Faults
 from catalog.items import InvalidItem, Library, MediaItem
 from catalog.progress import QuietProgress
@@ -417,7 +417,7 @@ def test_demo_against_the_fake_plex_server(database_url, engine):
         ("Movies", 36), ("TV Shows", 24),
     ]  # fmt: skip
     with engine.connect() as conn:
-        kinds = conn.execute(select(Media.kind)).scalars().all()
-        servers = conn.execute(select(Media.__table__.c.library_id).distinct()).all()
+        kinds = conn.execute(select(MEDIA.c.kind)).scalars().all()
+        servers = conn.execute(select(MEDIA.c.library_id).distinct()).all()
     assert sorted(set(kinds)) == ["episode", "movie", "series"] and len(kinds) == 60
     assert len(servers) == 2

@@ -15,7 +15,8 @@ from sqlalchemy import Engine, delete, select
 
 from catalog.config import ServerConfig
 from catalog.db.engine import recorded_statements
-from catalog.db.models import Media, MediaTag, PushedTag, Tag
+from catalog.db.models import MEDIA, MEDIA_TAG, TAG
+from catalog.db.models import PUSHED_TAG as PUSHED
 from catalog.db.writers import resolve_tags
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer, Faults
 from catalog.fakes.plex_server import FakePlexServer
@@ -34,8 +35,6 @@ from catalog.sources.connect import open_writer
 from catalog.tagging.flow import CircuitBreaker
 from catalog.tags import clean_tag
 
-MEDIA, MEDIA_TAG, TAG = Media.__table__, MediaTag.__table__, Tag.__table__
-PUSHED = PushedTag.__table__
 LIBRARIES = [FakeLibrary("Movies", "movies", 8), FakeLibrary("TV Shows", "tvshows", 12)]
 # What the catalog says of the first movies (index → tagger tags); movie 2 already carries one
 # of its catalog tags on the server, under another spelling.

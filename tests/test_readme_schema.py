@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from catalog.db.models import Base
+from catalog.db.models import metadata
 from catalog.db.writers import SERVER_ORIGIN
 from catalog.push import PUSHED_ORIGINS
 from catalog.retag import TAGGER_ORIGIN
@@ -34,10 +34,10 @@ def first_column(text: str, header: str) -> list[str]:
 
 def test_the_readme_documents_every_table_and_column_and_no_other():
     tables = documented_tables()
-    assert set(tables) == set(Base.metadata.tables)
+    assert set(tables) == set(metadata.tables)
     for name, text in tables.items():
         documented = first_column(text, "| column | meaning |")
-        assert documented == [c.name for c in Base.metadata.tables[name].columns], name
+        assert documented == [c.name for c in metadata.tables[name].columns], name
 
 
 def test_the_readme_names_every_origin_of_a_tag_link():

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 
 from catalog.config import ServerConfig, SyncConfig
 from catalog.db.engine import in_connection
-from catalog.db.models import Media
+from catalog.db.models import MEDIA
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
 from catalog.progress import QuietProgress
 from catalog.reads.items import get_media
@@ -26,7 +26,6 @@ from catalog.sources.jellyfin import FIELDS
 from catalog.sync import SyncOptions, SyncReport, run_sync
 
 DATA = Path(__file__).parent / "data"
-MEDIA = Media.__table__
 
 
 def replay(engine: Engine, page: bytes, kind: str, collection: str = "movies") -> SyncReport:

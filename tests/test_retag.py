@@ -18,7 +18,15 @@ from sqlalchemy import Engine, func, select, text, update
 
 from catalog.db.engine import recorded_statements
 from catalog.db.locks import job_lock
-from catalog.db.models import Media, MediaTag, MediaTagline, ProcessRun, Run, Tag, TagAlias
+from catalog.db.models import (
+    MEDIA,
+    MEDIA_TAG,
+    PROCESS_RUN,
+    RUN,
+    TAG,
+    TAG_ALIAS,
+)
+from catalog.db.models import MEDIA_TAGLINE as TAGLINE
 from catalog.fakes.tagger import FakeTagger, TaggerFaults
 from catalog.retag import (
     Outcome,
@@ -30,8 +38,6 @@ from catalog.retag import (
 )
 from catalog.tagging import TagAnswer, TagRequest
 
-MEDIA, MEDIA_TAG, TAG = Media.__table__, MediaTag.__table__, Tag.__table__
-TAGLINE, PROCESS_RUN, RUN = MediaTagline.__table__, ProcessRun.__table__, Run.__table__
 TAGGER_TOKEN = "tagger-s3cret"
 # Fast failure for tests: tiny backoff, a breaker that opens quickly and cools down briefly.
 FAST = """
@@ -213,7 +219,7 @@ def test_write_back_replaces_tagger_links_only_and_goes_through_aliases(
         conn.execute(TAG.insert(), [{"name": "film_noir"}])
         noir = conn.execute(select(TAG.c.id).where(TAG.c.name == "film_noir")).scalar_one()
         conn.execute(
-            TagAlias.__table__.insert(),
+            TAG_ALIAS.insert(),
             [{"raw_name": "Noir", "tag_id": noir}, {"raw_name": "junk", "tag_id": None}],
         )
     first = Outcome(request, TagAnswer(("old tag",), ("first line",)))

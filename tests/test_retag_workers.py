@@ -23,7 +23,9 @@ from test_retag import FAST, TAGGER_TOKEN, media_ids, runs_by_status, tagger_tag
 from catalog.config import load_settings
 from catalog.db.engine import in_transaction, recorded_statements
 from catalog.db.locks import lock_key
-from catalog.db.models import RetagClaim, RetagWorker, Run
+from catalog.db.models import RETAG_CLAIM as CLAIM
+from catalog.db.models import RETAG_WORKER as WORKER
+from catalog.db.models import RUN
 from catalog.errors import ConfigError
 from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
 from catalog.fakes.tagger import FakeTagger
@@ -44,7 +46,6 @@ from catalog.workers import (
     target_share,
 )
 
-CLAIM, WORKER, RUN = RetagClaim.__table__, RetagWorker.__table__, Run.__table__
 ITEMS = 48
 ON_POSTGRES = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 # Beats every second and leases of three: a dead worker's claims are free three seconds on.

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from catalog.cli import app
 from catalog.config import load_settings
-from catalog.db.models import Run
+from catalog.db.models import RUN
 from catalog.errors import ConfigError, Untranslatable
 from catalog.fakes.media_server import Faults
 from catalog.schedule import (
@@ -452,7 +452,7 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
 
 def runs(engine) -> list:
     with engine.connect() as conn:
-        return conn.execute(select(Run.__table__).order_by(Run.id)).all()
+        return conn.execute(select(RUN).order_by(RUN.c.id)).all()
 
 
 @pytest.mark.slow

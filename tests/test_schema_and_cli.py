@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,19 +11,20 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from conftest import TOKEN
 from typer.main import get_command
 from typer.testing import CliRunner
 
 from catalog.cli import app
 from catalog.cli.lazy import COMMANDS, load_command
 from catalog.db.migrate import HEAD_REVISION, current_revision, head_revision
-from catalog.db.models import Base
+from catalog.db.models import metadata
 
 
 def test_latest_migration_matches_the_models(engine):
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = compare_metadata(context, Base.metadata)
+        diff = compare_metadata(context, metadata)
     assert diff == []
 
 
@@ -75,6 +78,66 @@ def test_help_loads_no_command_and_no_database_library():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+# What a page of `catalog media list` on a SQLite catalog has no use for, and whose import
+# would cost its start-up more than the page's queries do.
+NOT_FOR_A_PAGE = (
+    "sqlalchemy.orm", "sqlalchemy.dialects.postgresql", "psycopg", "pydantic", "rich", "httpx",
+    "alembic", "croniter", "catalog.schedule", "catalog.tags.apply", "catalog.fakes",
+)  # fmt: skip
+
+
+def loaded_by(args: list[str], heavy: tuple[str, ...], env: dict[str, str]) -> tuple[str, list]:
+    """What `catalog ARGS` printed, and which of `heavy` (packages or modules) it imported."""
+    probe = (
+        "import atexit, json, sys\n"
+        f"heavy = {heavy!r}\n"
+        "def loaded(): return [h for h in heavy if any(m == h or m.startswith(h + '.')"
+        " for m in sys.modules)]\n"
+        "atexit.register(lambda: print(json.dumps(loaded()), file=sys.stderr))\n"
+        f"sys.argv = ['catalog', *{args!r}]\n"
+        "from catalog.cli import main\n"
+        "main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, **env}
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout, json.loads(out.stderr.strip().splitlines()[-1])
+
+
+def test_a_page_of_media_imports_neither_the_orm_nor_what_other_commands_need(tmp_path, fake):
+    env = {"CATALOG_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.db'}"}
+    synced = CliRunner().invoke(
+        app, ["sync"], env={**env, "CATALOG_SERVER_URL": fake.url, "CATALOG_SERVER_TOKEN": TOKEN}
+    )
+    assert synced.exit_code == 0, synced.stderr
+    page, loaded = loaded_by(["media", "list", "--limit", "20"], NOT_FOR_A_PAGE, env)
+    items = json.loads(page)["items"]
+    assert len(items) == 20 and any(i["genres"] for i in items) and any(i["tags"] for i in items)
+    assert loaded == []
+
+
+def test_sync_imports_the_fake_servers_only_for_the_demo(tmp_path):
+    demo = ["demo", "--items", "5", "--quiet", "--database-url", f"sqlite:///{tmp_path / 'd.db'}"]
+    assert loaded_by(["sync", "--help"], ("catalog.fakes",), {})[1] == []
+    assert loaded_by(demo, ("catalog.fakes",), {})[1] == ["catalog.fakes"]
+
+
+def test_a_command_ends_with_what_it_made_frozen_for_the_exit():
+    """`main` freezes the collector as the command ends: the interpreter's collections at exit
+    then skip what the command imported instead of walking all of it."""
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print(gc.get_freeze_count(), file=sys.stderr))\n"
+        "sys.argv = ['catalog', '--version']\n"
+        "from catalog.cli import main\n"
+        "main()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("catalog ")
+    assert int(out.stderr.split()[-1]) > 10_000
+
+
 def test_help_documents_exit_codes():
     result = CliRunner().invoke(app, ["--help"])
     assert "75" in result.stdout and "130/143" in result.stdout
@@ -97,13 +160,11 @@ def test_db_upgrade_and_current_on_a_new_catalog(tmp_path):
 
 
 def test_db_check_reports_orphaned_links(cli, engine):
-    from catalog.db.models import MediaTag
+    from catalog.db.models import MEDIA_TAG
 
     assert cli("db", "check").exit_code == 0
     with engine.begin() as conn:
-        conn.execute(
-            MediaTag.__table__.insert(), {"media_id": 999, "tag_id": 1, "origin": "server"}
-        )
+        conn.execute(MEDIA_TAG.insert(), {"media_id": 999, "tag_id": 1, "origin": "server"})
     out = cli("db", "check", "--json")
     assert out.exit_code == 1
     assert out.json()["orphans"]["media_tag.media_id"] == 1

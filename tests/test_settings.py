@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from catalog.config import SPECS, SyncConfig, TaggerConfig, load_settings
-from catalog.db.models import Media, Run
+from catalog.db.models import MEDIA, RUN
 from catalog.errors import ConfigError
 
 
@@ -140,8 +140,8 @@ def test_good_values_from_every_source_still_win_in_order(tmp_path: Path):
 
 def counts(engine: Any) -> tuple[int, int]:
     with engine.connect() as conn:
-        runs = conn.execute(select(func.count()).select_from(Run)).scalar_one()
-        media = conn.execute(select(func.count()).select_from(Media)).scalar_one()
+        runs = conn.execute(select(func.count()).select_from(RUN)).scalar_one()
+        media = conn.execute(select(func.count()).select_from(MEDIA)).scalar_one()
     return runs, media
 
 

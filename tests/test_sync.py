@@ -6,12 +6,10 @@ import pytest
 from conftest import TOKEN
 from sqlalchemy import Engine, func, select, text, update
 
-from catalog.db.models import Genre, Media, MediaGenre, MediaTag, MediaTagline, Run, Tag
+from catalog.db.models import GENRE, MEDIA, MEDIA_GENRE, MEDIA_TAG, MEDIA_TAGLINE, RUN, TAG
 from catalog.fakes.media_server import Faults
 from catalog.runs import utcnow
 from catalog.sources.jellyfin import parse_item
-
-MEDIA = Media.__table__
 
 
 def media_rows(engine: Engine) -> dict[str, dict]:
@@ -26,19 +24,19 @@ def links_of(engine: Engine, external_id: str) -> tuple[set[str], set[str], list
             select(MEDIA.c.id).where(MEDIA.c.external_id == external_id)
         ).scalar_one()
         tags = conn.execute(
-            select(Tag.name)
-            .join(MediaTag, MediaTag.tag_id == Tag.id)
-            .where(MediaTag.media_id == media_id, MediaTag.origin == "server")
+            select(TAG.c.name)
+            .join(MEDIA_TAG, MEDIA_TAG.c.tag_id == TAG.c.id)
+            .where(MEDIA_TAG.c.media_id == media_id, MEDIA_TAG.c.origin == "server")
         ).scalars()
         genres = conn.execute(
-            select(Genre.name)
-            .join(MediaGenre, MediaGenre.genre_id == Genre.id)
-            .where(MediaGenre.media_id == media_id)
+            select(GENRE.c.name)
+            .join(MEDIA_GENRE, MEDIA_GENRE.c.genre_id == GENRE.c.id)
+            .where(MEDIA_GENRE.c.media_id == media_id)
         ).scalars()
         taglines = conn.execute(
-            select(MediaTagline.text)
-            .where(MediaTagline.media_id == media_id)
-            .order_by(MediaTagline.position)
+            select(MEDIA_TAGLINE.c.text)
+            .where(MEDIA_TAGLINE.c.media_id == media_id)
+            .order_by(MEDIA_TAGLINE.c.position)
         ).scalars()
         return set(tags), set(genres), list(taglines)
 
@@ -93,7 +91,7 @@ def test_changed_item_is_rewritten_and_its_server_links_replaced(cli, fake, engi
         media_id = conn.execute(select(MEDIA.c.id).where(MEDIA.c.external_id == target)).scalar()
         tag_id = conn.execute(text("INSERT INTO tag (name) VALUES ('from-tagger') RETURNING id"))
         conn.execute(
-            MediaTag.__table__.insert(),
+            MEDIA_TAG.insert(),
             {"media_id": media_id, "tag_id": tag_id.scalar(), "origin": "tagger"},
         )
     fake.edit("Movies", 5, Name="Renamed", Tags=["brand new", "Sci-Fi"], Genres=["Drama"])
@@ -105,7 +103,7 @@ def test_changed_item_is_rewritten_and_its_server_links_replaced(cli, fake, engi
     assert tags == {"brand new", "Sci-Fi"} and genres == {"Drama"}
     with engine.connect() as conn:
         origins = conn.execute(
-            select(MediaTag.origin).where(MediaTag.media_id == media_id)
+            select(MEDIA_TAG.c.origin).where(MEDIA_TAG.c.media_id == media_id)
         ).scalars()
         assert sorted(origins) == ["server", "server", "tagger"]
 
@@ -263,7 +261,7 @@ def test_every_run_is_recorded_with_its_counts(cli, engine):
     cli("sync")
     cli("sync", "--library", "Nope")
     with engine.connect() as conn:
-        runs = conn.execute(select(Run.__table__).order_by(Run.id)).all()
+        runs = conn.execute(select(RUN).order_by(RUN.c.id)).all()
     assert [r.status for r in runs] == ["ok", "failed"]
     assert runs[0].counts["libraries"][0]["inserted"] == 60
     assert "no library named 'Nope'" in runs[1].error
@@ -276,7 +274,7 @@ def test_run_history_is_bounded(cli, engine, tmp_path):
     for _ in range(5):
         assert cli("sync", "--config", str(config)).exit_code == 0
     with engine.connect() as conn:
-        ids = conn.execute(select(Run.id).order_by(Run.id)).scalars().all()
+        ids = conn.execute(select(RUN.c.id).order_by(RUN.c.id)).scalars().all()
     assert len(ids) == 3 and ids[-1] - ids[0] == 2
 
 
@@ -357,7 +355,7 @@ def test_catalog_has_no_orphans_after_changes(cli, fake, engine):
     fake.remove("TV Shows", 1)
     cli("sync", "--prune")
     with engine.connect() as conn:
-        count = conn.execute(select(func.count()).select_from(MediaTag.__table__)).scalar()
+        count = conn.execute(select(func.count()).select_from(MEDIA_TAG)).scalar()
     assert count > 0
     assert cli("db", "check").exit_code == 0
 

@@ -15,10 +15,8 @@ import pytest
 from conftest import TOKEN, hold_lock
 from sqlalchemy import func, select
 
-from catalog.db.models import Media, Run
+from catalog.db.models import MEDIA, RUN
 from catalog.fakes.media_server import Faults
-
-MEDIA = Media.__table__
 
 
 @pytest.fixture
@@ -36,7 +34,7 @@ def count_media(engine) -> int:
 
 def runs(engine) -> list:
     with engine.connect() as conn:
-        return conn.execute(select(Run.__table__).order_by(Run.id)).all()
+        return conn.execute(select(RUN).order_by(RUN.c.id)).all()
 
 
 def test_server_errors_are_retried_until_the_sync_completes(cli, fake, engine, fast_retries):

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, insert, select, text
 
 from catalog.db.engine import recorded_statements
 from catalog.db.locks import job_lock
-from catalog.db.models import Library, Media, MediaTag, Run, Server, Tag, TagAlias
+from catalog.db.models import LIBRARY, MEDIA, MEDIA_TAG, RUN, SERVER, TAG, TAG_ALIAS
 from catalog.errors import DatabaseError, RulesError
 from catalog.tags import (
     DROP,
@@ -36,10 +36,10 @@ from catalog.tags import (
 )
 
 TAG, MEDIA_TAG, ALIAS, MEDIA = (
-    Tag.__table__,
-    MediaTag.__table__,
-    TagAlias.__table__,
-    Media.__table__,
+    TAG,
+    MEDIA_TAG,
+    TAG_ALIAS,
+    MEDIA,
 )
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -50,11 +50,11 @@ def seed(engine: Engine, items: dict[str, list[tuple[str, str]]]) -> None:
     now = datetime.now(UTC)
     with engine.begin() as conn:
         server = conn.execute(
-            insert(Server.__table__).returning(Server.id),
+            insert(SERVER).returning(SERVER.c.id),
             {"name": "home", "kind": "jellyfin", "url": "http://127.0.0.1:9"},
         ).scalar_one()
         library = conn.execute(
-            insert(Library.__table__).returning(Library.id),
+            insert(LIBRARY).returning(LIBRARY.c.id),
             {"server_id": server, "external_id": "lib", "name": "Movies", "kind": "movies"},
         ).scalar_one()
         conn.execute(
@@ -423,7 +423,7 @@ def test_a_failure_midway_rolls_everything_back(engine):
         run_vocabulary_change(engine, "tags", lambda names: plan, report)
     assert snapshot(engine) == before
     with engine.connect() as conn:
-        run = conn.execute(select(Run.__table__).where(Run.id == report.run_id)).one()
+        run = conn.execute(select(RUN).where(RUN.c.id == report.run_id)).one()
     assert run.status == "failed" and "value too long" in run.error
     # Nothing was left behind either (the plan's temp table went with the transaction).
     retry = Plan([c for c in plan.changes if c.old != "Keep"])
@@ -506,7 +506,7 @@ def test_runs_are_recorded(cli, engine):
     run_id = cli("tags", "normalize", "--json").json()["run_id"]
     cli("tags", "drop", "sci_fi")
     with engine.connect() as conn:
-        runs = conn.execute(select(Run.__table__).where(Run.id >= run_id).order_by(Run.id)).all()
+        runs = conn.execute(select(RUN).where(RUN.c.id >= run_id).order_by(RUN.c.id)).all()
     assert [(r.command, r.status) for r in runs] == [("normalize", "ok"), ("tags", "ok")]
     assert runs[0].counts["renamed"] == 1 and runs[1].counts["dropped"] == 1
 

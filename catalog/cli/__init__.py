@@ -5,6 +5,7 @@ Each command group lives in a module of its own; this one assembles the app.
 
 from __future__ import annotations
 
+import gc
 from typing import Annotated
 
 import typer
@@ -25,7 +26,14 @@ app = CatalogTyper(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    finally:
+        # The process ends here. What a command imports (SQLAlchemy above all) is hundreds of
+        # thousands of objects, and the collections the interpreter runs as it exits would
+        # walk them all to free memory the process is about to hand back: a sixth of the wall
+        # time of a page of `catalog media list`. Frozen, the collector leaves them alone.
+        gc.freeze()
 
 
 def _version(value: bool) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.logging import RichHandler
 from sqlalchemy import Connection, Engine
 
 from catalog.cli.console import error_line, logs_are_json, stderr, stdout
@@ -85,7 +84,9 @@ def setup_logging(quiet: bool, debug: bool, log_format: str = LogFormat.text) ->
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
     elif stderr.is_terminal:
-        handler = RichHandler(console=stderr, show_path=False)
+        from rich.logging import RichHandler  # rich only for a terminal (see cli.console)
+
+        handler = RichHandler(console=stderr.console, show_path=False)
         handler.setFormatter(RedactingFormatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)

@@ -144,7 +144,7 @@ class JobRun:
         if self._progress is None:
             opts = self.options
             if not (opts.quiet or opts.json_out) and stderr.is_terminal:
-                self._progress = self.enter(BarProgress(stderr))
+                self._progress = self.enter(BarProgress(stderr.console))
             else:
                 self._progress = QuietProgress() if opts.quiet else LogProgress()
         return self._progress

@@ -3,7 +3,7 @@ usage errors as one line like every other error.
 
 Every command group is a `CatalogTyper`, so its commands get these classes without saying so.
 Typer vendors Click and exports only BadParameter of its exceptions: the others come from
-`typer._click`.
+`typer._click`, and the type Typer gives an enum option (TyperChoice) from `typer._types`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError, UsageError
+from typer._types import TyperChoice
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from catalog.cli.console import error_line
@@ -27,9 +28,40 @@ def closed_set(name: str, values: Iterable[str]) -> type[StrEnum]:
     return StrEnum(name, {value: value for value in values})  # type: ignore[return-value]
 
 
+class OutsideClosedSet(BadParameter):
+    """A value that is none of a closed set's: the message names the value and the valid ones."""
+
+    def __init__(self, value: Any, choices: Iterable[Any], **where: Any) -> None:
+        names = ", ".join(str(c.value) if isinstance(c, Enum) else str(c) for c in choices)
+        super().__init__(f"{value!r} is not one of: {names}", **where)
+
+
+class ClosedSet(TyperChoice):
+    """The type of an option taking one of a closed set: Typer's, failing as OutsideClosedSet."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except BadParameter:
+            raise OutsideClosedSet(value, self.choices, ctx=ctx, param=param) from None
+
+
+def _closed(params: Iterable[Any]) -> None:
+    """Give each of `params` that takes one of a set of values the ClosedSet type. Done as the
+    command line is parsed, since Typer adds some parameters (--show-completion) to a group
+    after making it."""
+    for param in params:
+        if type(param.type) is TyperChoice:
+            param.type = ClosedSet(param.type.choices, param.type.case_sensitive)
+
+
 class _NaturalUsage:
     """Usage lines name arguments the way man pages do: `ITEM`, `[REVISION]`, `TAG...` (Typer
-    writes a required one as `{item}`)."""
+    writes a required one as `{item}`); a value outside a closed set is an OutsideClosedSet."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _closed(self.get_params(ctx))  # type: ignore[attr-defined]
+        return super().parse_args(ctx, args)  # type: ignore[misc]
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces: list[str] = super().collect_usage_pieces(ctx)  # type: ignore[misc]
@@ -91,19 +123,10 @@ def usage_message(exc: ClickException) -> str:
 def _choices_of(exc: ClickException) -> str | None:
     """`--kind 'film' is not one of: episode, movie, ...` for a value outside a closed set."""
     param = getattr(exc, "param", None)
-    descriptor = getattr(param, "type_descriptor", None)
-    if not isinstance(exc, BadParameter) or not getattr(descriptor, "is_choice", False):
+    if not isinstance(exc, OutsideClosedSet) or param is None:
         return None
-    # Typer validates through pydantic: the value refused is the first error's input.
-    errors = getattr(exc.__cause__, "errors", None)
-    value = errors()[0].get("input") if callable(errors) and errors() else None
-    if not isinstance(value, str):
-        return None
-    names = ", ".join(
-        str(c.value) if isinstance(c, Enum) else str(c) for c in descriptor.choices or ()
-    )
-    flag = max(param.opts, key=len) if param.opts else param.name  # type: ignore[union-attr]
-    return f"{flag} {value!r} is not one of: {names}"
+    flag = max(param.opts, key=len) if param.opts else param.name
+    return f"{flag} {exc.message}"
 
 
 class CatalogTyper(typer.Typer):

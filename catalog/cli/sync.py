@@ -31,8 +31,6 @@ from catalog.cli.tables import Kind, columns, count, moment, new_table, print_ta
 from catalog.config import APP_NAME, SERVER_KINDS, ServerConfig, Settings, load_settings
 from catalog.db.engine import mask_url
 from catalog.errors import CatalogError, CatalogMissing
-from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
-from catalog.fakes.plex_server import FakePlexServer
 from catalog.jobs import FAILURE, SIGINT_EXIT, SIGTERM_EXIT, JobReport, ServerRuns, exit_code_of
 from catalog.reads.libraries import library_overview
 from catalog.sources.connect import open_source
@@ -260,15 +258,7 @@ def demo(
     """Start the bundled fake server on 127.0.0.1 and sync it into a demo catalog of its own
     (what an earlier demo left there is replaced)."""
     url = database_url or f"sqlite:///{platformdirs.user_data_path(APP_NAME) / 'demo.db'}"
-    movies = max(items * 3 // 5, 1)
-    libraries = [FakeLibrary("Movies", "movies", movies)]
-    if items > movies:
-        libraries.append(FakeLibrary("TV Shows", "tvshows", items - movies))
-    fake_server = (
-        FakePlexServer(libraries, token=DEMO_TOKEN)
-        if kind == "plex"
-        else FakeMediaServer(libraries, kind=kind.value, token=DEMO_TOKEN)
-    )
+    fake_server = _demo_server(items, kind.value)
 
     def recipe(run: JobRun) -> SyncReport:
         fake = run.enter(fake_server)
@@ -282,6 +272,21 @@ def demo(
 
     options = JobOptions(database_url=url, json_out=json_out, quiet=quiet, debug=debug)
     run_job("sync", options, recipe, lambda report: _demo_table(report, url), observed=False)
+
+
+def _demo_server(items: int, kind: str) -> Any:
+    """The fake server of `catalog demo`: three fifths movies, the rest episodes. Its modules
+    are imported here, so that `catalog sync` of a real server does not load them."""
+    from catalog.fakes.media_server import FakeLibrary, FakeMediaServer
+    from catalog.fakes.plex_server import FakePlexServer
+
+    movies = max(items * 3 // 5, 1)
+    libraries = [FakeLibrary("Movies", "movies", movies)]
+    if items > movies:
+        libraries.append(FakeLibrary("TV Shows", "tvshows", items - movies))
+    if kind == "plex":
+        return FakePlexServer(libraries, token=DEMO_TOKEN)
+    return FakeMediaServer(libraries, kind=kind, token=DEMO_TOKEN)
 
 
 def _demo_table(report: SyncReport, url: str) -> None:

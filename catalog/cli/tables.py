@@ -13,15 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from rich import box
-from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Column, Table
-from rich.text import Text
-
-from catalog.cli.console import stderr
+from catalog.cli.console import LazyConsole, stderr
 from catalog.timefmt import local_minute, short_duration
+
+if TYPE_CHECKING:  # rich is imported where a table is made: output for a machine needs none
+    from rich.console import Console
+    from rich.table import Column, Table
 
 TEXT_FLOOR = 6  # a text column is never laid out narrower than this (or its header, or its text)
 
@@ -41,6 +40,9 @@ Spec = tuple[str, Kind] | tuple[str, Kind, int]
 
 def new_table(title: str | None = None, *, header: bool = True) -> Table:
     """An empty table in the CLI's style; add columns with `column`."""
+    from rich import box
+    from rich.table import Table
+
     return Table(
         title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
         collapse_padding=True, show_header=header,
@@ -65,9 +67,11 @@ def columns(table: Table, specs: Iterable[Spec]) -> None:
         column(table, header, kind, *weight)
 
 
-def print_table(table: Table, console: Console) -> None:
+def print_table(table: Table, console: Console | LazyConsole) -> None:
     """Print `table` laid out to the console's width (see `lay_out`). The title goes on a line
     of its own, as wide as the console (rich would wrap it to the width of a narrow table)."""
+    from rich.text import Text
+
     lay_out(table, console.width)
     if table.title:
         console.print(Text(str(table.title)), soft_wrap=False)
@@ -98,6 +102,8 @@ def lay_out(table: Table, width: int) -> None:
 def _shares(text: list[Column], room: int) -> list[int]:
     """Widths for text columns in `room`: floors first, then one character at a time to the
     column with the least width per weight among those narrower than their widest cell."""
+    from rich.cells import cell_len
+
     widest = [_widest(each) for each in text]
     floors = [max(TEXT_FLOOR, cell_len(str(each.header))) for each in text]
     widths = [min(pair) for pair in zip(widest, floors, strict=True)]
@@ -113,6 +119,8 @@ def _shares(text: list[Column], room: int) -> list[int]:
 
 
 def _widest(each: Column) -> int:
+    from rich.cells import cell_len
+
     return max(map(cell_len, [str(each.header), *map(str, each.cells)]))
 
 

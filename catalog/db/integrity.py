@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, func, select
 
-from catalog.db.models import LINK_TABLES, Genre, Media, MediaGenre, MediaTag, Tag
-
-MEDIA = Media.__table__
+from catalog.db.models import GENRE, LINK_TABLES, MEDIA, MEDIA_GENRE, MEDIA_TAG, TAG
 
 
 def orphan_counts(conn: Connection) -> dict[str, int]:
@@ -18,8 +16,8 @@ def orphan_counts(conn: Connection) -> dict[str, int]:
             select(func.count()).select_from(table).where(missing)
         ).scalar_one()
     for link, column, target in (
-        (MediaTag.__table__, "tag_id", Tag.__table__),
-        (MediaGenre.__table__, "genre_id", Genre.__table__),
+        (MEDIA_TAG, "tag_id", TAG),
+        (MEDIA_GENRE, "genre_id", GENRE),
     ):
         missing = ~link.c[column].in_(select(target.c.id))
         counts[f"{link.name}.{column}"] = conn.execute(

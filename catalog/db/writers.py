@@ -19,17 +19,16 @@ import msgspec
 from sqlalchemy import ARRAY, Connection, String, any_, delete, literal, select, update
 
 from catalog.db.models import (
-    Genre,
-    Media,
-    MediaGenre,
-    MediaTag,
-    MediaTagline,
-    PushedTag,
+    GENRE,
+    MEDIA,
+    MEDIA_GENRE,
+    MEDIA_TAG,
+    MEDIA_TAGLINE,
+    PUSHED_TAG,
 )
 from catalog.items import InvalidItem, MediaItem, RawItem
 from catalog.tags.aliases import ensure_names, resolve_tags
 
-MEDIA = Media.__table__
 SERVER_ORIGIN = "server"
 CONTENT_COLUMNS = (
     "kind", "name", "sort_name", "overview", "year", "premiere", "community_rating",
@@ -256,7 +255,7 @@ class ChunkWriter(ABC):
             return
         tag_ids = resolve_tags(conn, {t for i in items for t in i.tags})
         pushed = _added_by_push(conn, stale)
-        genre_ids = ensure_names(conn, Genre.__table__, {g for i in items for g in i.genres})
+        genre_ids = ensure_names(conn, GENRE, {g for i in items for g in i.genres})
         tag_rows = {
             (ids[i.external_id], tag_ids[t])
             for i in items
@@ -467,9 +466,8 @@ def _added_by_push(conn: Connection, media_ids: list[int]) -> set[tuple[int, str
     the catalog's when it drops them."""
     if not media_ids:
         return set()
-    table = PushedTag.__table__
-    query = select(table.c.media_id, table.c.name).where(
-        table.c.media_id.in_(media_ids), table.c.added
+    query = select(PUSHED_TAG.c.media_id, PUSHED_TAG.c.name).where(
+        PUSHED_TAG.c.media_id.in_(media_ids), PUSHED_TAG.c.added
     )
     return {(media_id, name) for media_id, name in conn.execute(query)}
 
@@ -494,9 +492,9 @@ LEFT JOIN LATERAL (
 # -- helpers ------------------------------------------------------------------------------------
 
 _LINKS = (
-    (MediaTag.__table__, SERVER_ORIGIN),
-    (MediaGenre.__table__, None),
-    (MediaTagline.__table__, SERVER_ORIGIN),
+    (MEDIA_TAG, SERVER_ORIGIN),
+    (MEDIA_GENRE, None),
+    (MEDIA_TAGLINE, SERVER_ORIGIN),
 )
 
 _PG_TYPES = {

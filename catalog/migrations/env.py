@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-from catalog.db.models import Base
+from catalog.db.models import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _run(connection) -> None:

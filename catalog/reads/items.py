@@ -32,31 +32,21 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from catalog.cursors import decode_cursor, encode_cursor
 from catalog.db.models import (
-    Genre,
-    Library,
-    Media,
-    MediaGenre,
-    MediaTag,
-    MediaTagline,
-    ProcessRun,
-    Server,
-    Tag,
+    GENRE,
+    LIBRARY,
+    MEDIA,
+    MEDIA_GENRE,
+    MEDIA_TAG,
+    PROCESS_RUN,
+    SERVER,
+    TAG,
 )
+from catalog.db.models import MEDIA_TAGLINE as TAGLINE
 from catalog.errors import BadCursor, BadFilter, NoSuchItem
 from catalog.tags.cleaning import clean_tag
-
-MEDIA, LIBRARY, SERVER = Media.__table__, Library.__table__, Server.__table__
-TAG, MEDIA_TAG, GENRE, MEDIA_GENRE = (
-    Tag.__table__,
-    MediaTag.__table__,
-    Genre.__table__,
-    MediaGenre.__table__,
-)
-TAGLINE, PROCESS_RUN = MediaTagline.__table__, ProcessRun.__table__
 
 SORT_COLUMNS = {
     "name": MEDIA.c.sort_name,
@@ -387,11 +377,20 @@ def _names_by_item(
     return {media_id: sorted(set(_decode_names(listed))) for media_id, listed in rows}
 
 
+def _json_agg_ordered(value: Any, *order_by: Any) -> Any:
+    """PostgreSQL's `json_agg(value ORDER BY ...)`, as text. Its dialect is imported here, where
+    the catalog is on PostgreSQL and the engine has loaded it already: on SQLite, loading it
+    would cost `media list` more than its queries."""
+    from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+    return cast(func.json_agg(aggregate_order_by(value, *order_by)), Text)
+
+
 def _genres_by_item(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
     """media id → its genres in the server's order (the first is the main genre)."""
     joined = MEDIA_GENRE.join(GENRE, GENRE.c.id == MEDIA_GENRE.c.genre_id)
     if conn.dialect.name == "postgresql":
-        listed = cast(func.json_agg(aggregate_order_by(GENRE.c.name, MEDIA_GENRE.c.position)), Text)
+        listed = _json_agg_ordered(GENRE.c.name, MEDIA_GENRE.c.position)
         query = select(MEDIA_GENRE.c.media_id, listed).select_from(joined)
         query = query.where(among(conn, MEDIA_GENRE.c.media_id, ids)).group_by(
             MEDIA_GENRE.c.media_id
@@ -411,9 +410,7 @@ def _tagline_texts(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
     """media id → its tagline texts, by origin and position, each text once."""
     text = TAGLINE.c.text
     if conn.dialect.name == "postgresql":
-        listed = cast(
-            func.json_agg(aggregate_order_by(text, TAGLINE.c.origin, TAGLINE.c.position)), Text
-        )
+        listed = _json_agg_ordered(text, TAGLINE.c.origin, TAGLINE.c.position)
     else:  # SQLite aggregates in the order it reads the primary key (media_id, origin, position)
         listed = func.json_group_array(text)
     query = (

@@ -6,9 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from catalog.db.models import Library, Media, Server
-
-MEDIA, LIBRARY, SERVER = Media.__table__, Library.__table__, Server.__table__
+from catalog.db.models import LIBRARY, MEDIA, SERVER
 
 
 def library_overview(conn: Connection, server_name: str) -> dict[str, dict[str, Any]]:

@@ -9,10 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from catalog.db.models import Run
+from catalog.db.models import RUN
 from catalog.runs import SUCCEEDED
-
-RUN = Run.__table__
 
 
 def recent_runs(

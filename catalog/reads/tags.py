@@ -9,10 +9,8 @@ from sqlalchemy import Connection, and_, distinct, func, or_, select
 
 from catalog.cursors import decode_cursor as unpack_cursor
 from catalog.cursors import encode_cursor as pack_cursor
-from catalog.db.models import MediaTag, Tag
+from catalog.db.models import MEDIA_TAG, TAG
 from catalog.errors import BadCursor
-
-TAG, MEDIA_TAG = Tag.__table__, MediaTag.__table__
 
 BY_COUNT, BY_NAME = "count", "name"
 

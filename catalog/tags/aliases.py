@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from catalog.db.engine import dialect_insert
-from catalog.db.models import Tag, TagAlias
+from catalog.db.models import TAG, TAG_ALIAS
 
 
 def resolve_tags(conn: Connection, names: set[str]) -> dict[str, int | None]:
@@ -18,10 +18,9 @@ def resolve_tags(conn: Connection, names: set[str]) -> dict[str, int | None]:
     that exact name, created when new. A fixed number of statements whatever the count."""
     if not names:
         return {}
-    alias = TagAlias.__table__
-    query = select(alias.c.raw_name, alias.c.tag_id).where(alias.c.raw_name.in_(names))
+    query = select(TAG_ALIAS.c.raw_name, TAG_ALIAS.c.tag_id).where(TAG_ALIAS.c.raw_name.in_(names))
     decided = dict(conn.execute(query).all())
-    plain = ensure_names(conn, Tag.__table__, names - decided.keys())
+    plain = ensure_names(conn, TAG, names - decided.keys())
     return {**plain, **decided}
 
 

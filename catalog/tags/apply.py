@@ -11,15 +11,13 @@ from typing import Any, ClassVar
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from catalog.db.models import Tag
+from catalog.db.models import TAG
 from catalog.errors import DatabaseError
 from catalog.jobs import Items, JobReport, recorded_run
 from catalog.runs import FAILED, OK, Retention
 from catalog.tags.guard import hold_write_lock, vocabulary_lock
 from catalog.tags.plan import Change, Plan
 from catalog.tags.rules import DROP, MERGE, RENAME
-
-TAG = Tag.__table__
 
 
 @dataclass

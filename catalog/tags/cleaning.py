@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from catalog.db.models import Tag
+from catalog.db.models import TAG
 
-TAG_NAME_MAX = Tag.__table__.c.name.type.length
+TAG_NAME_MAX = TAG.c.name.type.length
 _SYMBOL_WORDS = (("&", " and "), ("+", " plus "), ("@", " at "))
 _ASCII_SEPARATORS = re.compile(r"[\W_]+")
 

@@ -12,9 +12,8 @@ from contextlib import ExitStack, contextmanager
 from sqlalchemy import Connection, Engine, select, text
 
 from catalog.db.locks import job_lock, lock_key
-from catalog.db.models import Server
+from catalog.db.models import SERVER
 
-SERVER = Server.__table__
 NORMALIZE_SCOPE = "catalog"  # the normalize lock is on the whole catalog (locks.CATALOG_SCOPE)
 
 
