@@ -7,6 +7,7 @@ from conftest import TOKEN
 from sqlalchemy import Engine, func, select, text, update
 
 from catalog.db.models import GENRE, MEDIA, MEDIA_GENRE, MEDIA_TAG, MEDIA_TAGLINE, RUN, TAG
+from catalog.db.seen import SeenIds
 from catalog.fakes.media_server import Faults
 from catalog.runs import utcnow
 from catalog.sources.jellyfin import parse_item
@@ -80,8 +81,6 @@ def test_resync_of_unchanged_library_writes_nothing(cli, engine):
         lib["inserted"] == lib["updated"] == lib["missing"] == 0 for lib in summary["libraries"]
     )
     assert media_rows(engine) == before  # not even a last_seen_at stamp
-    with engine.connect() as conn:  # the seen items are remembered in memory, not here
-        assert conn.execute(text("SELECT count(*) FROM sync_seen")).scalar() == 0
 
 
 def test_changed_item_is_rewritten_and_its_server_links_replaced(cli, fake, engine):
@@ -132,20 +131,6 @@ def test_an_unchanged_item_back_from_missing_is_stamped_not_rewritten(cli, fake,
     assert row["missing_since"] is None
     assert row["updated_at"] == before["updated_at"]
     assert row["last_seen_at"] > before["last_seen_at"]
-
-
-def test_seen_marks_left_by_a_killed_pass_do_not_hide_a_gone_item(cli, fake, engine):
-    cli("sync")
-    gone = fake.item_id("Movies", 7)
-    with engine.begin() as conn:  # an earlier version's pass, killed, noted the item as seen
-        media_id = conn.execute(select(MEDIA.c.id).where(MEDIA.c.external_id == gone)).scalar()
-        library_id = conn.execute(select(MEDIA.c.library_id).where(MEDIA.c.id == media_id)).scalar()
-        conn.execute(
-            text("INSERT INTO sync_seen VALUES (:l, :m)"), {"l": library_id, "m": media_id}
-        )
-    fake.remove("Movies", 7)
-    assert cli("sync", "--json").json()["libraries"][0]["missing"] == 1
-    assert media_rows(engine)[gone]["missing_since"] is not None
 
 
 def test_prune_deletes_missing_items_and_their_links(cli, fake, engine):
@@ -433,15 +418,12 @@ def test_an_unchanged_resync_writes_nothing_for_its_items_and_still_finds_the_go
     assert {k: v for k, v in after.items() if k not in (gone, last)} == {
         k: v for k, v in before.items() if k not in (gone, last)
     }
-    scratch = [s for s in statements if "sync_seen" in s or "synchronous_commit" in s]
-    assert scratch == []
+    assert [s for s in statements if "synchronous_commit" in s] == []
     media_writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "COPY"))]
     assert not [s for s in media_writes if "media" in s.split("(")[0]]
 
 
 def test_seen_ids_hold_one_bit_per_catalog_id():
-    from catalog.db.seen import SeenIds
-
     seen = SeenIds()
     seen.add([3, 64, 10_000])
     seen.add([])

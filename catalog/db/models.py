@@ -233,17 +233,6 @@ PUSHED_TAG = Table(
     **NO_ROWID,
 )  # fmt: skip
 
-# Scratch of a full sync in progress: the unchanged items of a library it has seen. They are not
-# rewritten (that is what makes a re-sync cheap), so this is how the reconciliation tells them
-# from the items gone from the server. Emptied when the pass is reconciled, and when the next
-# pass starts after one that was killed.
-SYNC_SEEN = Table(
-    "sync_seen", metadata,
-    Column("library_id", Integer, primary_key=True),
-    _media_id(primary_key=True),
-    **NO_ROWID,
-)  # fmt: skip
-
 # A `catalog retag` process sharing a PostgreSQL catalog's overdue items with others: alive while
 # its heartbeat is younger than `tagger.lease_s`; `slots` and `starts` are the calls in flight
 # and the call starts per second it holds of the tagging service's limits.
