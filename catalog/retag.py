@@ -549,8 +549,7 @@ class _Run:
         self.todo: asyncio.Queue[TagRequest | None] = asyncio.Queue(maxsize=2 * workers)
         self.done: asyncio.Queue[Outcome | None] = asyncio.Queue()
         self.stop: BaseException | None = None
-        self.claimed_by: str | None = None
-        self.pacing: SharedPacing | None = None
+        self.pacing: SharedPacing | None = None  # a worker's: its claims and its share
         self.lost = 0  # claimed items not called: the claim was no longer held
         self.taken = asyncio.Event()  # a caller took the last request waiting in `todo`
 
@@ -563,7 +562,6 @@ class _Run:
     ) -> None:
         """Feed, call and write until the selection is done; with `pacing`, the items come
         from claims and a heartbeat keeps the claims and the share up to date."""
-        self.claimed_by = pacing.worker.id if pacing is not None else None
         self.pacing = pacing
         writer = asyncio.create_task(self._write_loop())
         if pacing is not None:
@@ -685,8 +683,13 @@ class _Run:
         if batch:
             await self._write(batch)
 
+    @property
+    def _claimed_by(self) -> str | None:
+        """The worker whose claims end with the answers it writes (None: not shared)."""
+        return self.pacing.worker.id if self.pacing is not None else None
+
     async def _write(self, batch: list[Outcome]) -> None:
-        counts = await self.db.run(write_batch, self.engine, batch, utcnow(), self.claimed_by)
+        counts = await self.db.run(write_batch, self.engine, batch, utcnow(), self._claimed_by)
         self.report.tagged += counts.tagged
         self.report.failed += counts.failed
         for outcome in counts.failures:

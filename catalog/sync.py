@@ -8,6 +8,7 @@ a run stopped at any moment keeps its committed chunks and the next run converge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -154,8 +155,7 @@ async def _sync_server(
         since = last_sync - SINCE_LAST_MARGIN if options.since_last and last_sync else None
         result = LibraryResult(library.name, full=since is None)
         report.libraries.append(result)
-        pipeline = _LibrarySync(engine, db, source, options, progress, result)
-        pipeline.eager = last_sync is None  # a library's first sync: its items are all new
+        pipeline = _LibrarySync(engine, db, source, options, progress, result, last_sync is None)
         await pipeline.run(library, library_id, since)
 
 
@@ -189,11 +189,14 @@ class _LibrarySync:
         options: SyncOptions,
         progress: Progress,
         result: LibraryResult,
+        first: bool,
     ) -> None:
         self.engine, self.db, self.source = engine, db, source
         self.options, self.progress, self.result = options, progress, result
         self.writer = writer_for(engine.dialect.name)
-        self.eager = True  # parse pages as they arrive; see _write_chunk
+        # Parse pages as they arrive (see _write_chunk): from the start on a library's first
+        # sync, whose items are all new.
+        self.eager = first
         self.full = True  # a full pass notes the unchanged items it sees, for _reconcile
         self.seen = SeenIds()
         # The pass's connections, on the database thread: one for the chunks' writes, and one
@@ -204,15 +207,12 @@ class _LibrarySync:
 
     async def run(self, library: SourceLibrary, library_id: int, since: datetime | None) -> None:
         self.full = since is None
-        self.conn = await self.db.run(self.engine.connect)
-        try:
+        async with contextlib.AsyncExitStack() as closing:
+            self.conn = await self.db.run(self.engine.connect)
+            closing.push_async_callback(self.db.run, self.conn.close)
             self.reads = await self.db.run(_autocommit, self.engine)
-            try:
-                await self._stream(library, library_id, since)
-            finally:
-                await self.db.run(self.reads.close)
-        finally:
-            await self.db.run(self.conn.close)
+            closing.push_async_callback(self.db.run, self.reads.close)
+            await self._stream(library, library_id, since)
 
     async def _stream(
         self, library: SourceLibrary, library_id: int, since: datetime | None
@@ -394,15 +394,12 @@ def _mark_unseen(
     newly = conn.execute(
         update(MEDIA).where(*unseen, MEDIA.c.missing_since.is_(None)).values(missing_since=seen_at)
     ).rowcount
-    present = (
-        newly
-        and newly
-        + conn.execute(
-            select(func.count()).where(
-                MEDIA.c.library_id == library_id, MEDIA.c.missing_since.is_(None)
-            )
-        ).scalar_one()
-    )
+    present = 0
+    if newly:  # the items present before this pass: those still present, and those just marked
+        still = select(func.count()).where(
+            MEDIA.c.library_id == library_id, MEDIA.c.missing_since.is_(None)
+        )
+        present = newly + conn.execute(still).scalar_one()
     if present and newly > options.mass_delete_share * present and not options.allow_mass_delete:
         raise MassDeleteRefused(
             f"library {name!r}: refusing to mark {newly} of {present} items missing "
