@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 # MinDateLastSaved is compared with the server's clock; look back a little further so clock
 # skew can't hide an edit. Re-reading an unchanged item costs no write.
 SINCE_LAST_MARGIN = timedelta(minutes=10)
+# Chunks queued for the database thread while the next one fills. Two, not one: the thread
+# waits for the interpreter's lock after every round trip (up to 5 ms, while the event loop
+# digests pages), and with one chunk queued the event loop then waited for it in turn.
+WRITES_AHEAD = 2
 
 
 @dataclass
@@ -220,9 +225,9 @@ class _LibrarySync:
         seen_at = utcnow()
         items: list[RawItem] = []
         parsed: dict[str, MediaItem | InvalidItem] = {}
-        # Double buffering: the chunk being written (on the database thread) and the one being
-        # filled from the network; pages never wait for a write they don't depend on.
-        writing: asyncio.Future[None] | None = None
+        # The chunks handed to the database thread (WRITES_AHEAD at most) and the one being
+        # filled from the network: pages never wait for a write they don't depend on.
+        writing: deque[asyncio.Future[None]] = deque()
         try:
             async for page in prefetch(self.source.pages(library, since)):
                 if page.total is not None:
@@ -234,16 +239,18 @@ class _LibrarySync:
                 self.result.seen += len(page.items)
                 self.progress.advanced(self.result.name, len(page.items))
                 if len(items) >= self.options.chunk_size:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(self._write(library_id, items, parsed, seen_at))
+                    if len(writing) >= WRITES_AHEAD:
+                        await writing.popleft()
+                    writing.append(
+                        asyncio.ensure_future(self._write(library_id, items, parsed, seen_at))
+                    )
                     items, parsed = [], {}
-            if writing is not None:
-                await writing
+            while writing:
+                await writing.popleft()
         finally:
-            if writing is not None and not writing.done():
-                writing.cancel()  # the chunk in flight still commits or rolls back whole
-                await asyncio.gather(writing, return_exceptions=True)
+            for chunk in writing:
+                chunk.cancel()  # a chunk in flight still commits or rolls back whole
+            await asyncio.gather(*writing, return_exceptions=True)
         await self._write(library_id, items, parsed, seen_at)
         if self.full:
             await self._reconcile(library_id, library.name, seen_at)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 
+import msgspec
 import pytest
 
 from catalog.items import InvalidItem, MediaItem
-from catalog.sources.jellyfin import parse_item, raw_item
+from catalog.sources.jellyfin import parse_item, raw_item, raw_items
 
 # Trimmed from a real Jellyfin 10.10 /Items answer: null fields are omitted, not null.
 REAL_MOVIE = {
@@ -132,6 +133,19 @@ def test_raw_item_reads_only_the_id():
     assert raw_item(b'{"Id": 42}').external_id is None
     assert raw_item(b"[1, 2]").external_id is None
     assert isinstance(parse_item(b"[1, 2]"), InvalidItem)
+
+
+@pytest.mark.parametrize(
+    "odd", [b'{"Name": "no id"}', b'{"Id": 42}', b'{"Id": "a\\u0000b"}', b"[1, 2]", b"null"]
+)
+def test_a_page_is_read_as_its_items_are_one_by_one(odd):
+    """The ids of a page are read in one pass; a page with an item that is not an object
+    falls back to one item at a time, and either way each item reads as it would alone."""
+    items = [json.dumps(REAL_MOVIE).encode(), odd, json.dumps({**REAL_MOVIE, "Id": "b2"}).encode()]
+    body = b'{"Items": [' + b", ".join(items) + b'], "TotalRecordCount": 3}'
+    raws = msgspec.json.decode(body, type=dict[str, list[msgspec.Raw] | int])["Items"]
+    assert raw_items(body, raws) == [raw_item(item) for item in items]
+    assert [r.external_id for r in raw_items(body, raws)][::2] == [REAL_MOVIE["Id"], "b2"]
 
 
 def test_repeated_tags_and_blank_ones_are_dropped():

@@ -348,23 +348,14 @@ def test_catalog_has_no_orphans_after_changes(cli, fake, engine):
 def test_unchanged_items_are_not_even_parsed(cli, fake, engine):
     """The digest of the item as served is compared before parsing: a re-sync parses only
     what changed."""
-    import asyncio
     from datetime import UTC, datetime
 
-    from catalog.config import ServerConfig, SyncConfig
     from catalog.db.writers import writer_for
-    from catalog.sources.connect import open_source
     from catalog.sources.jellyfin import parse_item
-
-    async def served_items() -> list:
-        server = ServerConfig("fake", fake.url, token=TOKEN)
-        async with open_source(server, SyncConfig()) as source:
-            movies = next(lib for lib in await source.libraries() if lib.name == "Movies")
-            return [raw async for page in source.pages(movies) for raw in page.items]
 
     cli("sync", "--library", "Movies")
     fake.edit("Movies", 4, Name="Changed")
-    raws = asyncio.run(served_items())
+    raws = served_movies(fake)
     parsed = []
 
     def counting_parse(raw):
@@ -378,6 +369,71 @@ def test_unchanged_items_are_not_even_parsed(cli, fake, engine):
         )
     assert parsed == [fake.item_id("Movies", 4)]
     assert (counts.updated, counts.unchanged) == (1, 59)
+
+
+def served_movies(fake) -> list:
+    """The Movies library's items as the server serves them now (RawItems, in order)."""
+    import asyncio
+
+    from catalog.config import ServerConfig, SyncConfig
+    from catalog.sources.connect import open_source
+
+    async def read() -> list:
+        server = ServerConfig("fake", fake.url, token=TOKEN)
+        async with open_source(server, SyncConfig()) as source:
+            movies = next(lib for lib in await source.libraries() if lib.name == "Movies")
+            return [raw async for page in source.pages(movies) for raw in page.items]
+
+    return asyncio.run(read())
+
+
+def test_a_catalog_of_earlier_digests_is_redigested_without_rewrites_or_retags(cli, fake, engine):
+    """A catalog written before holds blake2b digests. The first sync after finds its items
+    unchanged all the same, and gives them (and their tagging) today's digest in place: no
+    item rewritten, none taken for changed by `retag --changed`, and a changed one still is."""
+    import hashlib
+    from datetime import timedelta
+
+    from catalog.db.models import PROCESS_RUN
+
+    cli("sync", "--library", "Movies")
+    raws = {raw.external_id: raw for raw in served_movies(fake)}
+    earlier = {ext: hashlib.blake2b(r.raw, digest_size=16).hexdigest() for ext, r in raws.items()}
+    back, changed = fake.item_id("Movies", 3), fake.item_id("Movies", 4)
+    now = utcnow()
+    with engine.begin() as conn:
+        ids = {r.external_id: r.id for r in conn.execute(select(MEDIA.c.external_id, MEDIA.c.id))}
+        for ext, digest in earlier.items():
+            gone = now - timedelta(days=1) if ext == back else None
+            where = MEDIA.c.external_id == ext
+            conn.execute(update(MEDIA).where(where).values(content_hash=digest, missing_since=gone))
+        conn.execute(PROCESS_RUN.insert(), [
+            {"media_id": ids[ext], "process": "tagging", "last_run_at": now,
+             "last_success_at": now, "input_hash": digest, "status": "ok"}
+            for ext, digest in earlier.items()
+        ])  # fmt: skip
+    assert cli("retag", "--changed", "--dry-run", "--json").json()["selected"] == 0
+    fake.edit("Movies", 4, Name="Changed")
+    before = media_rows(engine)
+
+    movies = cli("sync", "--library", "Movies", "--json").json()["libraries"][0]
+
+    assert (movies["inserted"], movies["updated"], movies["unchanged"]) == (0, 1, 59)
+    after = media_rows(engine)
+    assert after[back]["missing_since"] is None
+    for ext, row in after.items():
+        if ext != changed:
+            assert row["content_hash"] == raws[ext].digest != earlier[ext]
+            assert row["updated_at"] == before[ext]["updated_at"]
+    with engine.connect() as conn:
+        query = select(PROCESS_RUN.c.media_id, PROCESS_RUN.c.input_hash)
+        tagged = {r.media_id: r.input_hash for r in conn.execute(query)}
+    assert {ext: tagged[ids[ext]] for ext in raws if ext != changed} == {
+        ext: raws[ext].digest for ext in raws if ext != changed
+    }
+    assert cli("retag", "--changed", "--dry-run", "--json").json()["selected"] == 1
+    again = cli("sync", "--library", "Movies", "--json").json()["libraries"][0]
+    assert (again["updated"], again["unchanged"]) == (0, 60)
 
 
 def _sync_movies(engine: Engine, fake, page_size: int = 500) -> list[str]:

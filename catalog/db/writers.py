@@ -13,10 +13,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import count, repeat
 from typing import Any
 
 import msgspec
-from sqlalchemy import ARRAY, Connection, String, any_, delete, literal, select, update
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    String,
+    any_,
+    bindparam,
+    delete,
+    literal,
+    select,
+    update,
+)
 
 from catalog.db.models import (
     GENRE,
@@ -24,8 +35,10 @@ from catalog.db.models import (
     MEDIA_GENRE,
     MEDIA_TAG,
     MEDIA_TAGLINE,
+    PROCESS_RUN,
     PUSHED_TAG,
 )
+from catalog.digest import is_earlier
 from catalog.items import InvalidItem, MediaItem, RawItem
 from catalog.tags.aliases import ensure_names, resolve_tags
 
@@ -58,12 +71,14 @@ class ChunkCounts:
 class SortedOut:
     """A chunk's items by what the catalog holds: `fresh` (external ids) to parse and write,
     of which `changed` are held (their catalog ids); `back`: ids of unchanged items that were
-    marked missing; `seen`: ids of the items simply unchanged."""
+    marked missing; `seen`: ids of the items simply unchanged; `redigest`: (id, stored digest,
+    digest) of unchanged items whose stored digest is of the earlier kind (catalog.digest)."""
 
     fresh: set[str] = field(default_factory=set)
     changed: dict[str, int] = field(default_factory=dict)
     back: list[int] = field(default_factory=list)
     seen: list[int] = field(default_factory=list)
+    redigest: list[tuple[int, str, str]] = field(default_factory=list)
 
     @property
     def unchanged(self) -> int:
@@ -73,21 +88,29 @@ class SortedOut:
     def of(
         cls,
         rows: Iterable[Sequence[Any]],
-        digests: dict[str, str],
+        raws: dict[str, RawItem],
         seen: list[int],
     ) -> SortedOut:
-        """From (external id, catalog id, stored digest) of the items not simply unchanged
-        (a new one has no id), every item's digest, and the ids of the simply unchanged."""
+        """From (external id, catalog id, stored digest, whether missing) of the items not
+        simply unchanged (a new one has no id), every item by external id, and the ids of the
+        simply unchanged."""
         out = cls(seen=seen)
-        for ext, id_, stored in rows:
+        for ext, id_, stored, missing in rows:
+            raw = raws[ext]
             if id_ is None:
                 out.fresh.add(ext)
-            elif stored == digests[ext]:
-                out.back.append(id_)
+            elif stored == raw.digest or out._earlier(id_, stored, raw):
+                (out.back if missing else out.seen).append(id_)
             else:
                 out.fresh.add(ext)
                 out.changed[ext] = id_
         return out
+
+    def _earlier(self, id_: int, stored: str, raw: RawItem) -> bool:
+        if not is_earlier(stored, raw.raw):
+            return False
+        self.redigest.append((id_, stored, raw.digest))
+        return True
 
 
 @dataclass
@@ -101,7 +124,7 @@ class SortedChunk:
     @property
     def writes(self) -> bool:
         """Whether writing it changes anything (an unchanged chunk needs no transaction)."""
-        return bool(self.fresh or self.sorted_out.back)
+        return bool(self.fresh or self.sorted_out.back or self.sorted_out.redigest)
 
 
 Parser = Callable[[RawItem], MediaItem | InvalidItem]
@@ -153,6 +176,7 @@ class ChunkWriter(ABC):
         if sorted_chunk.writes:
             self.before_writes(conn)
             counts = self.write_fresh(conn, library_id, fresh, sorted_out, parse, seen_at)
+            redigest(conn, sorted_out.redigest)
         counts.unchanged, counts.seen = sorted_out.unchanged, sorted_out.seen
         return counts
 
@@ -202,15 +226,15 @@ class ChunkWriter(ABC):
             self.in_(MEDIA.c.external_id, [r.external_id for r in raws]),
         )
         held = {ext: (id_, digest, missing) for ext, id_, digest, missing in conn.execute(query)}
-        digests = {r.external_id: r.digest for r in raws}
+        by_id = {r.external_id: r for r in raws}
         rows, unchanged = [], []
-        for ext, digest in digests.items():
+        for ext, raw in by_id.items():
             id_, stored, missing = held.get(ext, (None, None, None))
-            if id_ is not None and stored == digest and missing is None:
+            if id_ is not None and stored == raw.digest and missing is None:
                 unchanged.append(id_)
             else:
-                rows.append((ext, id_, stored))
-        return SortedOut.of(rows, digests, unchanged)
+                rows.append((ext, id_, stored, missing is not None))
+        return SortedOut.of(rows, by_id, unchanged)
 
     def select_existing(
         self, conn: Connection, library_id: int, external_ids: list[str]
@@ -256,19 +280,22 @@ class ChunkWriter(ABC):
         tag_ids = resolve_tags(conn, {t for i in items for t in i.tags})
         pushed = _added_by_push(conn, stale)
         genre_ids = ensure_names(conn, GENRE, {g for i in items for g in i.genres})
-        tag_rows = {
-            (ids[i.external_id], tag_ids[t])
-            for i in items
-            for t in i.tags
-            if tag_ids[t] and (ids[i.external_id], t) not in pushed
-        }
-        genre_rows = [
-            (ids[i.external_id], genre_ids[g], pos) for i in items for pos, g in enumerate(i.genres)
-        ]
-        tagline_rows = [
-            (ids[i.external_id], pos, text) for i in items for pos, text in enumerate(i.taglines)
-        ]
-        self.insert_links(conn, sorted(tag_rows), genre_rows, tagline_rows)
+        tag_rows: list[TagRow] = []
+        genre_rows: list[GenreRow] = []
+        tagline_rows: list[TaglineRow] = []
+        # By catalog id, each item's tags by tag id: the rows come out in key order. Built per
+        # item with map and zip, not per row: a first sync makes a million of them.
+        for item in sorted(items, key=lambda i: ids[i.external_id]):
+            media_id, media = ids[item.external_id], repeat(ids[item.external_id])
+            tags = item.tags
+            if pushed:
+                tags = [t for t in tags if (media_id, t) not in pushed]
+            linked = set(map(tag_ids.__getitem__, tags))
+            linked.discard(None)  # a tag normalization dropped
+            tag_rows.extend(zip(media, sorted(linked), strict=False))
+            genre_rows.extend(zip(media, map(genre_ids.__getitem__, item.genres), count()))
+            tagline_rows.extend(zip(media, count(), item.taglines))
+        self.insert_links(conn, tag_rows, genre_rows, tagline_rows)
 
     # The bulk steps, per dialect.
 
@@ -372,17 +399,17 @@ class PostgresChunkWriter(ChunkWriter):
         others."""
         if not raws:
             return SortedOut()
-        digests = {r.external_id: r.digest for r in raws}
+        by_id = {r.external_id: r for r in raws}
         # JSON texts: msgspec encodes them in C, where psycopg would dump arrays element by
         # element in Python; the answer is two texts for the same reason.
         params = {
-            "ids": msgspec.json.encode(list(digests)).decode(),
-            "digests": msgspec.json.encode(list(digests.values())).decode(),
+            "ids": msgspec.json.encode(list(by_id)).decode(),
+            "digests": msgspec.json.encode([r.digest for r in by_id.values()]).decode(),
             "library": library_id,
         }
         fresh, seen = conn.exec_driver_sql(_PG_CLASSIFY, params).one()
         rows = msgspec.json.decode(fresh) if fresh else []
-        return SortedOut.of(rows, digests, list(map(int, seen.split(","))) if seen else [])
+        return SortedOut.of(rows, by_id, list(map(int, seen.split(","))) if seen else [])
 
     def in_(self, column: Any, values: list[Any]) -> Any:
         kind = String if isinstance(values[0], str) else column.type
@@ -432,10 +459,11 @@ class PostgresChunkWriter(ChunkWriter):
         taglines: list[TaglineRow],
     ) -> None:
         if tags:
-            rows = ((m, t, SERVER_ORIGIN) for m, t in tags)
-            _copy(conn, "media_tag", ("media_id", "tag_id", "origin"), rows)
+            text = "".join([f"{m}\t{t}\t{SERVER_ORIGIN}\n" for m, t in tags])
+            _copy_text(conn, "media_tag", ("media_id", "tag_id", "origin"), text)
         if genres:
-            _copy(conn, "media_genre", ("media_id", "genre_id", "position"), genres)
+            text = "".join([f"{m}\t{g}\t{p}\n" for m, g, p in genres])
+            _copy_text(conn, "media_genre", ("media_id", "genre_id", "position"), text)
         if taglines:
             rows = ((m, SERVER_ORIGIN, p, t) for m, p, t in taglines)
             _copy(conn, "media_tagline", ("media_id", "origin", "position", "text"), rows)
@@ -450,6 +478,15 @@ def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[S
     conn.info["copies"] = conn.info.get("copies", 0) + 1
 
 
+def _copy_text(conn: Connection, table: str, columns: Sequence[str], text: str) -> None:
+    """COPY rows already in COPY's text format (numbers and fixed words, which need no
+    escaping): one f-string a row, where write_row is a Python call a row."""
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        copy.write(text.encode())
+    conn.info["copies"] = conn.info.get("copies", 0) + 1
+
+
 def _pg_content(i: MediaItem) -> tuple[Any, ...]:
     """CONTENT_COLUMNS of an item, in order, as psycopg takes them (written out: a generator
     over the column names cost a fifth of the COPY's own time)."""
@@ -458,6 +495,21 @@ def _pg_content(i: MediaItem) -> tuple[Any, ...]:
         i.critic_rating, i.official_rating, i.subtitles, i.runtime_s, i.parent_external_id,
         i.season, i.episode, _json(i.provider_ids), i.added_at, i.content_hash,
     )  # fmt: skip
+
+
+def redigest(conn: Connection, rows: list[tuple[int, str, str]]) -> None:
+    """Give unchanged items (id, earlier digest, digest) their digest of today's kind, and
+    their tagging the same, so neither a sync nor `catalog retag --changed` takes them for
+    changed (see catalog.digest). Once per item, on the first sync that sees it."""
+    if not rows:
+        return
+    params = [{"media": id_, "earlier": old, "digest": new} for id_, old, new in rows]
+    for table, key, digest in (
+        (MEDIA, MEDIA.c.id, MEDIA.c.content_hash),
+        (PROCESS_RUN, PROCESS_RUN.c.media_id, PROCESS_RUN.c.input_hash),
+    ):
+        where = (key == bindparam("media"), digest == bindparam("earlier"))
+        conn.execute(update(table).where(*where).values({digest: bindparam("digest")}), params)
 
 
 def _added_by_push(conn: Connection, media_ids: list[int]) -> set[tuple[int, str]]:
@@ -474,7 +526,7 @@ def _added_by_push(conn: Connection, media_ids: list[int]) -> set[tuple[int, str
 
 _PG_CLASSIFY = """
 SELECT
-    json_agg(json_build_array(s.external_id, m.id, m.content_hash))
+    json_agg(json_build_array(s.external_id, m.id, m.content_hash, m.missing_since IS NOT NULL))
         FILTER (WHERE m.id IS NULL OR m.content_hash <> s.digest OR m.missing_since IS NOT NULL)
         ::text,
     string_agg(m.id::text, ',') FILTER (WHERE m.content_hash = s.digest AND m.missing_since IS NULL)

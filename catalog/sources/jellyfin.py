@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from catalog import __version__
+from catalog.digest import content_hash
 from catalog.errors import SourceAuthError, SourceResponseError
 from catalog.http import HttpClient
 from catalog.items import (
@@ -37,7 +38,7 @@ from catalog.items import (
     RawItem,
     Unsafe,
 )
-from catalog.sources.listing import HttpSource, content_hash, drop_repeats, rating
+from catalog.sources.listing import HttpSource, drop_repeats, rating
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ class _Envelope(msgspec.Struct, rename="pascal"):
 
 class _Key(msgspec.Struct, rename="pascal"):
     id: Any = None
+
+
+class _Keys(msgspec.Struct, rename="pascal"):
+    items: list[_Key] = []
 
 
 class _VirtualFolder(msgspec.Struct, rename="pascal"):
@@ -192,10 +197,10 @@ class JellyfinSource(HttpSource):
         try:
             while ahead is not None:
                 body, ahead = await ahead, None
-                envelope, repaired = self._decode_page(body, library, start)
+                envelope, body, repaired = self._decode_page(body, library, start)
                 if len(envelope.items) >= self.page_size:
                     ahead = self._items(library, start + len(envelope.items), since, count=False)
-                items = [raw_item(raw, repaired) for raw in envelope.items]
+                items = raw_items(body, envelope.items, repaired)
                 page_ids = frozenset(i.external_id for i in items if i.external_id)
                 total = envelope.total_record_count if start == 0 else None
                 yield Page(drop_repeats(items, previous_ids), total)
@@ -213,11 +218,14 @@ class JellyfinSource(HttpSource):
         params = self._items_params(library, start, since, count=count)
         return asyncio.ensure_future(self._get("/Items", params))
 
-    def _decode_page(self, body: bytes, library: Library, start: int) -> tuple[_Envelope, bool]:
+    def _decode_page(
+        self, body: bytes, library: Library, start: int
+    ) -> tuple[_Envelope, bytes, bool]:
         """The envelope, strictly; failing that, read again with undecodable text replaced
-        (only a failing page pays for that). (envelope, whether it was repaired)."""
+        (only a failing page pays for that). (envelope, the body it was read from, whether
+        that was repaired)."""
         try:
-            return _ENVELOPE.decode(body), False
+            return _ENVELOPE.decode(body), body, False
         except msgspec.DecodeError:
             repaired = repair_text(body)
             if repaired == body:
@@ -227,7 +235,7 @@ class JellyfinSource(HttpSource):
             library.name, start,
         )  # fmt: skip
         try:
-            return _ENVELOPE.decode(repaired), True
+            return _ENVELOPE.decode(repaired), repaired, True
         except msgspec.DecodeError as exc:
             message = f"{self.who} sent an unexpected answer to /Items: {exc}"
             raise SourceResponseError(message) from exc
@@ -259,6 +267,7 @@ class JellyfinSource(HttpSource):
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _ITEM = msgspec.json.Decoder(_RawItem)
 _KEY = msgspec.json.Decoder(_Key)
+_KEYS = msgspec.json.Decoder(_Keys)
 # A JSON string escape: an escaped backslash (kept), a surrogate pair (kept), or a lone
 # surrogate (msgspec refuses it; replaced). Scanning left to right keeps `\\ud800` intact.
 _ESCAPE = re.compile(
@@ -274,6 +283,24 @@ def repair_text(body: bytes) -> bytes:
     return _ESCAPE.sub(lambda m: m.group(0) if m.group(3) is None else rb"\ufffd", text)
 
 
+def raw_items(body: bytes, raws: list[msgspec.Raw], repaired: bool = False) -> list[RawItem]:
+    """Id and digest of every item of a page (`raws`, from `body`), without parsing the rest:
+    the ids are read in one pass over the page, which costs a fifth of one decode per item. A
+    page with an item that is not an object is read one item at a time."""
+    try:
+        keys = _KEYS.decode(body).items
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return [raw_item(raw, repaired) for raw in raws]
+    # tuple.__new__ over the fields: RawItem's own constructor is a Python-level call per item
+    return [
+        _new(RawItem, (_usable(key.id), content_hash(raw), bytes(raw), repaired))
+        for key, raw in zip(keys, raws, strict=True)
+    ]
+
+
+_new = tuple.__new__
+
+
 def raw_item(raw: msgspec.Raw | bytes, repaired: bool = False) -> RawItem:
     """Id and digest of one item, without parsing the rest of it."""
     body = bytes(raw)
@@ -281,9 +308,13 @@ def raw_item(raw: msgspec.Raw | bytes, repaired: bool = False) -> RawItem:
         item_id = _KEY.decode(body).id
     except (msgspec.ValidationError, msgspec.DecodeError):
         item_id = _lenient_id(repair_text(body))  # not an object, or undecodable text
-    # An id with a NUL is never a key (PostgreSQL would refuse the lookup); parsing skips it.
-    usable = isinstance(item_id, str) and item_id and "\x00" not in item_id
-    return RawItem(item_id if usable else None, content_hash(body), body, repaired)
+    return RawItem(_usable(item_id), content_hash(body), body, repaired)
+
+
+def _usable(item_id: Any) -> str | None:
+    """The id as a catalog key, if it can be one. An id with a NUL never is (PostgreSQL would
+    refuse the lookup); parsing skips its item."""
+    return item_id if isinstance(item_id, str) and item_id and "\x00" not in item_id else None
 
 
 def parse_item(

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from catalog import __version__
+from catalog.digest import content_hash
 from catalog.items import (
     OFFICIAL_RATING_CHARS,
     YEARS,
@@ -30,7 +31,7 @@ from catalog.items import (
     RawItem,
     Unsafe,
 )
-from catalog.sources.listing import HttpSource, content_hash, drop_repeats, rating
+from catalog.sources.listing import HttpSource, drop_repeats, rating
 
 PRODUCT = "catalog"
 # Plex metadata types: the numbers /library/sections/{key}/all?type= takes.
