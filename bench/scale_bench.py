@@ -396,9 +396,9 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         HEADER,
         "",
-        f"Measured on {machine()}. The baseline is commit "
-        f"`{args.baseline}`, run by the same interpreter in the same run. Medians of "
-        f"{args.repeat} runs unless said otherwise.",
+        "Each part says the day and the machine it was measured on (parts are run one at a "
+        f"time). The baseline is commit `{args.baseline}`, run by the same interpreter in the "
+        f"same run. Medians of {args.repeat} runs unless said otherwise.",
         "",
     ]
     renderers = (
@@ -412,6 +412,8 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
             part_lines = render_part(results[part], args)
             if part in results.get("measured", {}):  # parts can be run on different days
                 part_lines[0] += f", measured {results['measured'][part]}"
+            if part in results.get("machines", {}):  # ... and on different machines
+                part_lines[0] += f" on {results['machines'][part]}"
             lines += part_lines
     lines += ["Reproduce: `python bench/scale_bench.py` (needs PostgreSQL).", ""]
     return "\n".join(lines)
@@ -548,8 +550,9 @@ def render_workers(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
 
 
 def keep(results: dict[str, Any], part: str, saved: Path) -> None:
-    """Save the figures with the day `part` was measured."""
+    """Save the figures with the day and the machine `part` was measured on."""
     results.setdefault("measured", {})[part] = time.strftime("%Y-%m-%d")
+    results.setdefault("machines", {})[part] = machine()
     saved.write_text(json.dumps(results, indent=1) + "\n")
 
 

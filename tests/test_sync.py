@@ -510,3 +510,35 @@ def test_the_next_page_is_asked_for_while_this_one_is_digested(fake):
     count, asked = asyncio.run(first_page_then_wait())
     assert count == 10
     assert asked == ["0", "10"]
+
+
+@pytest.mark.parametrize("change", ["shrinks", "grows"])
+def test_a_library_that_changes_during_a_read_is_read_whole(fake, change):
+    """Pages end at the first short one, not at the count: a library that shrank or grew
+    since the count (60 here) is read whole, and no page is asked for past the end."""
+    import asyncio
+
+    from catalog.config import ServerConfig, SyncConfig
+    from catalog.sources.connect import open_source
+
+    async def read_after_first_page() -> list[str]:
+        server = ServerConfig("fake", fake.url, token=TOKEN)
+        async with open_source(server, SyncConfig(page_size=10)) as source:
+            movies = next(lib for lib in await source.libraries() if lib.name == "Movies")
+            pages = source.pages(movies)
+            first = await anext(pages)
+            assert first.total == 60
+            if change == "shrinks":
+                for index in range(20, 60):
+                    fake.remove("Movies", index)
+            else:
+                fake.add("Movies", 15)
+            rest = [raw.external_id async for page in pages for raw in page.items]
+            return [raw.external_id for raw in first.items] + rest
+
+    read = asyncio.run(read_after_first_page())
+    served = [i["Id"] for i in fake.items("Movies")]
+    assert read == served
+    assert len(read) == (20 if change == "shrinks" else 75)
+    asked = [int(r.query["StartIndex"]) for r in fake.requests if r.path == "/Items"]
+    assert asked == ([0, 10, 20] if change == "shrinks" else [0, 10, 20, 30, 40, 50, 60, 70])
