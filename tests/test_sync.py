@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from conftest import TOKEN
 from sqlalchemy import Engine, func, select, text, update
@@ -65,6 +67,9 @@ def test_first_sync_writes_every_item_with_its_fields_and_links(cli, fake, engin
         assert row["community_rating"] == parsed.community_rating
         assert row["subtitles"] == parsed.subtitles
         assert row["parent_external_id"] == parsed.parent_external_id
+        stored = ("sort_name", "overview", "critic_rating", "official_rating", "runtime_s",
+                  "season", "episode", "provider_ids", "added_at")  # fmt: skip
+        assert {c: row[c] for c in stored} == {c: getattr(parsed, c) for c in stored}
         assert row["missing_since"] is None
         tags, genres, taglines = links_of(engine, external_id)
         assert tags == set(parsed.tags)
@@ -228,6 +233,119 @@ def test_item_repeated_across_pages_is_written_once(cli, fake, engine):
     movies = summary["libraries"][0]
     assert movies["seen"] == movies["inserted"] == 60
     assert len(media_rows(engine)) == 104
+
+
+def test_an_item_repeated_pages_later_is_written_once(cli, fake, engine):
+    """Ties sorted unstably can bring an item back pages later, into another chunk: it is
+    written once, found unchanged the second time, and nothing is skipped."""
+    fake.faults = Faults(far_repeat=(15, 1))
+    env = {"CATALOG_PAGE_SIZE": "5", "CATALOG_CHUNK_SIZE": "10"}
+    summary = cli("sync", "--library", "Movies", "--json", env=env).json()
+    movies = summary["libraries"][0]
+    assert summary["status"] == "ok"
+    assert (movies["seen"], movies["inserted"], movies["unchanged"], movies["skipped"]) == (
+        61, 60, 1, 0,
+    )  # fmt: skip
+    assert len(media_rows(engine)) == 60
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_new_item_in_two_chunks_written_side_by_side_is_written_once(cli, fake, engine):
+    """PostgreSQL writes chunks side by side. A new item in two of them is inserted by the
+    first; the second, kept waiting on it, is sorted again once the first commits and finds
+    it held: nothing is skipped as refused. Here the first chunk is held back (another
+    transaction is inserting one of its tags) until the second waits."""
+    import threading
+
+    from sqlalchemy import insert
+
+    repeated = served_movies(fake)[1].external_id  # in chunk one, and again in chunk two
+    index = next(i for i in range(60) if fake.item_id("Movies", i) == repeated)
+    fake.edit("Movies", index, Tags=["held back"])
+    fake.faults = Faults(far_repeat=(15, 1))
+    holder = engine.connect()
+    holder.execute(insert(TAG).values(name="held back"))
+    release = threading.Timer(2.0, holder.commit)
+    release.start()
+    try:
+        env = {"CATALOG_PAGE_SIZE": "5", "CATALOG_CHUNK_SIZE": "10"}
+        summary = cli("sync", "--library", "Movies", "--json", env=env).json()
+    finally:
+        release.join()
+        holder.close()
+    movies = summary["libraries"][0]
+    assert summary["status"] == "ok", summary
+    assert (movies["inserted"], movies["unchanged"], movies["skipped"]) == (60, 1, 0)
+    assert media_rows(engine)[repeated]["name"] == fake.item("Movies", index)["Name"]
+    with engine.connect() as conn:
+        tagged = conn.execute(
+            select(MEDIA.c.external_id)
+            .join(MEDIA_TAG, MEDIA_TAG.c.media_id == MEDIA.c.id)
+            .join(TAG, TAG.c.id == MEDIA_TAG.c.tag_id)
+            .where(TAG.c.name == "held back")
+        ).scalars()
+        assert list(tagged) == [repeated]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_chunks_that_cross_are_told_from_refused_ones(engine):
+    """Two chunks written side by side that hold the same new items cross: the second waits
+    on the first's key, then fails on it, or both wait on each other (a deadlock). Either is
+    written again; a violation of another key is the data's fault, refused as before."""
+    import threading
+
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy import insert
+
+    from catalog.db.models import LIBRARY, SERVER
+    from catalog.db.refused import crossed
+
+    with engine.begin() as conn:
+        server = conn.execute(insert(SERVER).values(name="s", kind="jellyfin", url="http://x"))
+        library = conn.execute(
+            insert(LIBRARY).values(
+                server_id=server.inserted_primary_key[0], external_id="l", name="l"
+            )
+        ).inserted_primary_key[0]
+
+    def item(external_id: str) -> Any:
+        return insert(MEDIA).values(
+            library_id=library, external_id=external_id, kind="movie", name="n", sort_name="n",
+            content_hash="h", first_seen_at=utcnow(), updated_at=utcnow(), last_seen_at=utcnow(),
+        )  # fmt: skip
+
+    first, second = engine.connect(), engine.connect()
+    first.execute(item("x"))
+    second.execute(item("y"))
+    failures: list[BaseException] = []
+
+    def first_takes_y() -> None:
+        try:
+            first.execute(item("y"))
+        except sa_exc.DBAPIError as exc:
+            failures.append(exc)
+            first.rollback()
+
+    waiting = threading.Thread(target=first_takes_y)
+    waiting.start()
+    try:
+        second.execute(item("x"))
+    except sa_exc.DBAPIError as exc:
+        failures.append(exc)
+        second.rollback()
+    waiting.join()
+    first.commit()
+    second.commit()
+    assert len(failures) == 1 and crossed(failures[0]), failures  # the deadlock's victim
+    with pytest.raises(sa_exc.IntegrityError) as held, engine.begin() as conn:
+        conn.execute(item("x"))  # the survivor committed both
+    assert crossed(held.value)
+    with pytest.raises(sa_exc.IntegrityError) as other, engine.begin() as conn:
+        conn.execute(insert(TAG).values(name="t"))
+        conn.execute(insert(TAG).values(name="t"))
+    assert not crossed(other.value)
+    first.close()
+    second.close()
 
 
 def test_sync_of_named_library_only(cli, engine):

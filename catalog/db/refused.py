@@ -31,3 +31,21 @@ def refusal(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip()
     return text.splitlines()[0] if text else type(orig).__name__
+
+
+MEDIA_KEY = "uq_media_library_id_external_id"  # (library, external id): the key a sync upserts on
+
+
+def crossed(exc: BaseException) -> bool:
+    """Whether a chunk failed only because a chunk written beside it in the same pass held one
+    of its new items (a server that repeats an item pages apart): a unique violation on
+    media's key, or a deadlock between the two. Sorted afresh, it finds the item held.
+    Only PostgreSQL writes chunks side by side (catalog.sync.WRITE_LANES)."""
+    import psycopg
+
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, psycopg.errors.DeadlockDetected):
+        return True
+    return isinstance(orig, psycopg.errors.UniqueViolation) and (
+        orig.diag.constraint_name == MEDIA_KEY
+    )

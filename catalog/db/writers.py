@@ -9,11 +9,12 @@ statement over unnest()ed arrays instead of one round trip per row. Callers own 
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import count, repeat
+from itertools import count
 from typing import Any
 
 import msgspec
@@ -40,7 +41,7 @@ from catalog.db.models import (
 )
 from catalog.digest import is_earlier
 from catalog.items import InvalidItem, MediaItem, RawItem
-from catalog.tags.aliases import ensure_names, resolve_tags
+from catalog.tags.aliases import KnownNames, ensure_names, resolve_tags
 
 SERVER_ORIGIN = "server"
 CONTENT_COLUMNS = (
@@ -49,9 +50,8 @@ CONTENT_COLUMNS = (
     "season", "episode", "provider_ids", "added_at", "content_hash",
 )  # fmt: skip
 
-TagRow = tuple[int, int]  # (media id, tag id)
-GenreRow = tuple[int, int, int]  # (media id, genre id, position)
-TaglineRow = tuple[int, int, str]  # (media id, position, text)
+# An item's server-origin links: (media id, tag ids in order, genre ids by position, taglines)
+Links = tuple[int, list[int], list[int], tuple[str, ...]]
 
 
 @dataclass
@@ -135,7 +135,11 @@ def writer_for(dialect_name: str) -> ChunkWriter:
 
 
 class ChunkWriter(ABC):
-    """Upserts a chunk of one library's items on (library, external id), by content digest."""
+    """Upserts a chunk of one library's items on (library, external id), by content digest.
+    One writer serves one pass: it keeps the tag and genre names the pass has met."""
+
+    def __init__(self) -> None:
+        self.names = KnownNames()
 
     def upsert_chunk(
         self,
@@ -150,11 +154,15 @@ class ChunkWriter(ABC):
         return self.write_chunk(conn, library_id, sorted_chunk, parse, seen_at)
 
     def sort_chunk(
-        self, conn: Connection, library_id: int, chunk: Sequence[RawItem]
+        self, conn: Connection, library_id: int, chunk: Sequence[RawItem], all_new: bool = False
     ) -> SortedChunk:
         """The chunk's items by what the catalog holds, read in one statement that writes
-        nothing: it may run on a connection of its own, outside any transaction."""
+        nothing: it may run on a connection of its own, outside any transaction. `all_new`:
+        take every item for new without asking (the caller knows the library was empty, and
+        that an item it already wrote fails on media's key)."""
         raws = list({r.external_id or str(n): r for n, r in enumerate(chunk)}.values())
+        if all_new:
+            return SortedChunk(raws, SortedOut())
         sorted_out = self.classify(conn, library_id, [r for r in raws if r.external_id])
         fresh = [r for r in raws if not r.external_id or r.external_id in sorted_out.fresh]
         return SortedChunk(fresh, sorted_out)
@@ -277,25 +285,21 @@ class ChunkWriter(ABC):
                 conn.execute(delete(table).where(*where))
         if not items:
             return
-        tag_ids = resolve_tags(conn, {t for i in items for t in i.tags})
+        tag_ids = resolve_tags(conn, {t for i in items for t in i.tags}, self.names.tags)
         pushed = _added_by_push(conn, stale)
-        genre_ids = ensure_names(conn, GENRE, {g for i in items for g in i.genres})
-        tag_rows: list[TagRow] = []
-        genre_rows: list[GenreRow] = []
-        tagline_rows: list[TaglineRow] = []
-        # By catalog id, each item's tags by tag id: the rows come out in key order. Built per
-        # item with map and zip, not per row: a first sync makes a million of them.
+        names = {g for i in items for g in i.genres}
+        genre_ids = ensure_names(conn, GENRE, names, self.names.genres)
+        links: list[Links] = []
+        # By catalog id, each item's tags by tag id: the rows come out in key order.
         for item in sorted(items, key=lambda i: ids[i.external_id]):
-            media_id, media = ids[item.external_id], repeat(ids[item.external_id])
-            tags = item.tags
+            media_id, tags = ids[item.external_id], item.tags
             if pushed:
-                tags = [t for t in tags if (media_id, t) not in pushed]
-            linked = set(map(tag_ids.__getitem__, tags))
+                tags = tuple(t for t in tags if (media_id, t) not in pushed)
+            linked = {tag_ids[t] for t in tags}
             linked.discard(None)  # a tag normalization dropped
-            tag_rows.extend(zip(media, sorted(linked), strict=False))
-            genre_rows.extend(zip(media, map(genre_ids.__getitem__, item.genres), count()))
-            tagline_rows.extend(zip(media, count(), item.taglines))
-        self.insert_links(conn, tag_rows, genre_rows, tagline_rows)
+            genres = [genre_ids[g] for g in item.genres]
+            links.append((media_id, sorted(linked), genres, item.taglines))  # type: ignore[type-var]
+        self.insert_links(conn, links)
 
     # The bulk steps, per dialect.
 
@@ -312,13 +316,7 @@ class ChunkWriter(ABC):
         """Rewrite changed items (`ids`: their catalog ids by external id)."""
 
     @abstractmethod
-    def insert_links(
-        self,
-        conn: Connection,
-        tags: list[TagRow],
-        genres: list[GenreRow],
-        taglines: list[TaglineRow],
-    ) -> None:
+    def insert_links(self, conn: Connection, links: list[Links]) -> None:
         """Insert server-origin links of items whose old links are gone."""
 
 
@@ -353,13 +351,10 @@ class SqliteChunkWriter(ChunkWriter):
             rows,
         )
 
-    def insert_links(
-        self,
-        conn: Connection,
-        tags: list[TagRow],
-        genres: list[GenreRow],
-        taglines: list[TaglineRow],
-    ) -> None:
+    def insert_links(self, conn: Connection, links: list[Links]) -> None:
+        tags = [(m, t) for m, tag_ids, _, _ in links for t in tag_ids]
+        genres = [(m, g, p) for m, _, genre_ids, _ in links for p, g in enumerate(genre_ids)]
+        taglines = [(m, p, t) for m, _, _, texts in links for p, t in enumerate(texts)]
         if tags:
             conn.exec_driver_sql(
                 "INSERT INTO media_tag (media_id, tag_id, origin) VALUES (?, ?, 'server')", tags
@@ -423,8 +418,11 @@ class PostgresChunkWriter(ChunkWriter):
         The job lock means no one else inserts these (library, external id) keys."""
         if not items:
             return {}
+        # The sequence is looked up once (a subquery), not once a row: that was two thirds of
+        # the statement's time.
         reserve = (
-            "SELECT nextval(pg_get_serial_sequence('media', 'id')) FROM generate_series(1, %s)"
+            "SELECT nextval((SELECT pg_get_serial_sequence('media', 'id'))::regclass) "
+            "FROM generate_series(1, %s)"
         )
         ids = conn.exec_driver_sql(reserve, (len(items),)).scalars().all()
         columns = ("id", "library_id", "external_id", "first_seen_at", "updated_at", "last_seen_at")
@@ -451,28 +449,45 @@ class PostgresChunkWriter(ChunkWriter):
         )
         conn.exec_driver_sql(sql, {**arrays, "seen": seen_at})
 
-    def insert_links(
-        self,
-        conn: Connection,
-        tags: list[TagRow],
-        genres: list[GenreRow],
-        taglines: list[TaglineRow],
-    ) -> None:
+    def insert_links(self, conn: Connection, links: list[Links]) -> None:
+        """media_tag and media_genre as COPY text built an item at a time: the item's id joins
+        its rows' cached tails, one C call an item where a row would cost a Python one."""
+        tags: list[str] = []
+        genres: list[str] = []
+        for media_id, tag_ids, genre_ids, _ in links:
+            m = str(media_id)
+            if tag_ids:
+                tags += (m, m.join(map(_tag_tail, tag_ids)))
+            if genre_ids:
+                genres += (m, m.join(map(_genre_tail, genre_ids, count())))
         if tags:
-            text = "".join([f"{m}\t{t}\t{SERVER_ORIGIN}\n" for m, t in tags])
-            _copy_text(conn, "media_tag", ("media_id", "tag_id", "origin"), text)
+            _copy_text(conn, "media_tag", ("media_id", "tag_id", "origin"), "".join(tags))
         if genres:
-            text = "".join([f"{m}\t{g}\t{p}\n" for m, g, p in genres])
-            _copy_text(conn, "media_genre", ("media_id", "genre_id", "position"), text)
-        if taglines:
-            rows = ((m, SERVER_ORIGIN, p, t) for m, p, t in taglines)
+            _copy_text(conn, "media_genre", ("media_id", "genre_id", "position"), "".join(genres))
+        rows = [(m, SERVER_ORIGIN, p, t) for m, _, _, texts in links for p, t in enumerate(texts)]
+        if rows:
             _copy(conn, "media_tagline", ("media_id", "origin", "position", "text"), rows)
 
 
+@functools.cache
+def _tag_tail(tag_id: int) -> str:
+    """A media_tag row after its media id, in COPY's text format (numbers need no escaping)."""
+    return f"\t{tag_id}\t{SERVER_ORIGIN}\n"
+
+
+@functools.cache
+def _genre_tail(genre_id: int, position: int) -> str:
+    return f"\t{genre_id}\t{position}\n"
+
+
 def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
-    """COPY rows into `table` on the connection's own transaction (psycopg formats in C)."""
+    """COPY rows into `table` on the connection's own transaction, in COPY's binary format:
+    psycopg builds a binary row in a fifth of the time of a text one (numbers and dates are
+    not printed), and PostgreSQL reads it faster too (a sixth less for media)."""
     cursor = conn.connection.driver_connection.cursor()
-    with cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    with cursor, cursor.copy(sql) as copy:
+        copy.set_types([_PG_TYPES[c] for c in columns])
         for row in rows:
             copy.write_row(row)
     conn.info["copies"] = conn.info.get("copies", 0) + 1
@@ -549,12 +564,16 @@ _LINKS = (
     (MEDIA_TAGLINE, SERVER_ORIGIN),
 )
 
+# Each column's type, for unnest()ed arrays and for COPY's binary format, whose fields must be
+# of the column's type: json goes as text, which is its binary form too, and varchar as text.
 _PG_TYPES = {
-    "id": "bigint", "external_id": "text", "kind": "text", "name": "text", "sort_name": "text",
-    "overview": "text", "year": "int", "premiere": "date", "community_rating": "float8",
-    "critic_rating": "float8", "official_rating": "text", "subtitles": "bool",
-    "runtime_s": "int", "parent_external_id": "text", "season": "int", "episode": "int",
-    "provider_ids": "text", "added_at": "timestamptz", "content_hash": "text",
+    "id": "bigint", "library_id": "int4", "external_id": "text", "kind": "text", "name": "text",
+    "sort_name": "text", "overview": "text", "year": "int4", "premiere": "date",
+    "community_rating": "float8", "critic_rating": "float8", "official_rating": "text",
+    "subtitles": "bool", "runtime_s": "int4", "parent_external_id": "text", "season": "int4",
+    "episode": "int4", "provider_ids": "text", "added_at": "timestamptz", "content_hash": "text",
+    "first_seen_at": "timestamptz", "updated_at": "timestamptz", "last_seen_at": "timestamptz",
+    "media_id": "bigint", "origin": "text", "position": "int4", "text": "text",
 }  # fmt: skip
 
 

@@ -137,6 +137,9 @@ class Faults:
     drop_every: int = 0  # every Nth: full Content-Length, half the body, then hang up
     malformed_every: int = 0  # item index % N == N-1 is spoiled (see _malform)
     boundary_repeats: bool = False  # pages overlap by one item (see _items_body)
+    # (StartIndex, position): that page opens with the item at the earlier position, pages
+    # after it shift back by one (see _items_body)
+    far_repeat: tuple[int, int] | None = None
     fail_start_indexes: frozenset[int] = frozenset()  # these StartIndex values always get 500
     oversize_bytes: int = 0  # pad answers with a "Padding" field to at least this size
     # -- HTTP faults: a hostile transport rather than a bad library (tests/test_faults_http.py)
@@ -775,7 +778,17 @@ class FakeMediaServer(LoopbackServer):
         flt = _Filter(_wanted_types(st, query.get("includeitemtypes")), _min_saved(query))
         start = _int_param(query, "startindex", 0)
         limit = _int_param(query, "limit", None)
-        if start > 0 and self._faults.boundary_repeats:
+        repeat = self._faults.far_repeat
+        if repeat and start >= repeat[0] and limit:
+            # Ties sorted unstably can also bring an item back pages later. The page at the
+            # StartIndex given opens with the item at the earlier position, then goes on as
+            # the one before it left off; later pages shift back by one, as below.
+            at, position = repeat
+            if start == at:
+                indexes = self._page(st, flt, position, 1) + self._page(st, flt, at, limit - 1)
+            else:
+                indexes = self._page(st, flt, start - 1, limit)
+        elif start > 0 and self._faults.boundary_repeats:
             # Real Jellyfin sorts ties unstably, so pages overlap: here the page at StartIndex s
             # is the item at s-1 followed by s .. s+Limit-2, still Limit items long. A client
             # stepping StartIndex by Limit thus gets item Limit-1 twice (end of page one, start
