@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
+
+import msgspec
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,11 @@ class Library:
     kind: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class MediaItem:
-    """One movie, series, episode or video, validated and normalised."""
+class MediaItem(msgspec.Struct, frozen=True):
+    """One movie, series, episode or video, validated and normalised. A Struct, not a frozen
+    dataclass like its neighbours: a first sync builds one per item, and a Struct is built in
+    C (a frozen dataclass's constructor sets each of its 21 fields from Python, a tenth of
+    what parsing an item costs)."""
 
     external_id: str
     kind: str
@@ -69,7 +73,7 @@ class MediaItem:
     parent_external_id: str | None = None
     season: int | None = None
     episode: int | None = None
-    provider_ids: dict[str, str] = field(default_factory=dict)
+    provider_ids: dict[str, str] = {}
     added_at: datetime | None = None
     tags: tuple[str, ...] = ()
     genres: tuple[str, ...] = ()

@@ -449,6 +449,11 @@ def test_a_pass_that_writes_many_items_refreshes_the_planners_statistics(fake, e
         conn.execute(update(MEDIA).values(content_hash="stale"))
     sync(analyze_after=61)
     assert _analyzed(engine)
+    with engine.connect() as conn:
+        query = "SELECT attname FROM pg_stats WHERE tablename = 'media'"
+        columns = set(conn.execute(text(query)).scalars())
+    assert {"library_id", "year", "sort_name", "missing_since"} <= columns
+    assert not columns & {"overview", "provider_ids"}, "columns no query filters on"
 
 
 def test_catalog_has_no_orphans_after_changes(cli, fake, engine):

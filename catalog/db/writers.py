@@ -385,8 +385,11 @@ class PostgresChunkWriter(ChunkWriter):
     def refresh_statistics(self, conn: Connection) -> None:
         """ANALYZE what a big pass wrote. Until autovacuum gets to it, the planner takes a
         catalog just filled with a million items for an empty one: a page of `catalog media
-        list` then joined its tags by scanning media_tag, minutes per page."""
-        conn.exec_driver_sql("ANALYZE media, media_tag, media_genre, media_tagline")
+        list` then joined its tags by scanning media_tag, minutes per page. Not media's
+        columns that no query filters, sorts or joins on: their statistics were a third of
+        the statement's time (autovacuum's own ANALYZE covers them later)."""
+        columns = ", ".join(c.name for c in MEDIA.c if c.name not in _NO_STATISTICS)
+        conn.exec_driver_sql(f"ANALYZE media ({columns}), media_tag, media_genre, media_tagline")
 
     def classify(self, conn: Connection, library_id: int, raws: list[RawItem]) -> SortedOut:
         """One read-only statement: the chunk's digests are compared with the catalog's in
@@ -557,6 +560,9 @@ LEFT JOIN LATERAL (
 """
 
 # -- helpers ------------------------------------------------------------------------------------
+
+# media's columns no query filters, sorts or joins on (a digest is compared one item at a time)
+_NO_STATISTICS = frozenset({"overview", "provider_ids", "content_hash"})
 
 _LINKS = (
     (MEDIA_TAG, SERVER_ORIGIN),
