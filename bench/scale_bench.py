@@ -398,7 +398,7 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         "Each part says the day and the machine it was measured on (parts are run one at a "
         f"time). The baseline is commit `{args.baseline}`, run by the same interpreter in the "
-        f"same run. Medians of {args.repeat} runs unless said otherwise.",
+        "same run. Figures are medians of the runs each part names.",
         "",
     ]
     renderers = (
@@ -414,6 +414,8 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
                 part_lines[0] += f", measured {results['measured'][part]}"
             if part in results.get("machines", {}):  # ... and on different machines
                 part_lines[0] += f" on {results['machines'][part]}"
+            if part in results.get("repeats", {}):  # ... and with more or fewer runs
+                part_lines[0] += f"; medians of {results['repeats'][part]} runs"
             lines += part_lines
     lines += ["Reproduce: `python bench/scale_bench.py` (needs PostgreSQL).", ""]
     return "\n".join(lines)
@@ -549,10 +551,16 @@ def render_workers(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def keep(results: dict[str, Any], part: str, saved: Path) -> None:
-    """Save the figures with the day and the machine `part` was measured on."""
+# How many runs the medians of a part are of (the million and the workers run once, and say so).
+REPEATS = {"bound": lambda args: args.repeat, "startup": lambda args: args.repeat * 5}
+
+
+def keep(results: dict[str, Any], part: str, saved: Path, args: argparse.Namespace) -> None:
+    """Save the figures with the day, the machine and the number of runs of `part`."""
     results.setdefault("measured", {})[part] = time.strftime("%Y-%m-%d")
     results.setdefault("machines", {})[part] = machine()
+    if part in REPEATS:
+        results.setdefault("repeats", {})[part] = REPEATS[part](args)
     saved.write_text(json.dumps(results, indent=1) + "\n")
 
 
@@ -586,13 +594,13 @@ def main() -> None:
         for part, bench in (("bound", bench_bound), ("startup", bench_startup)):
             if part in parts:
                 results[part] = bench(args, ours, base)
-                keep(results, part, saved)
+                keep(results, part, saved, args)
     for part, bench in (("million", bench_million), ("workers", bench_workers)):
         if part in parts:
             figures = bench(args)
             # the million part is per database, and `--databases` may name only some
             results[part] = {**results.get(part, {}), **figures} if part == "million" else figures
-            keep(results, part, saved)
+            keep(results, part, saved, args)
     section = render(results, args)
     write_section(Path(args.out), HEADER, section)
     print(section)
