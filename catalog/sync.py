@@ -244,7 +244,7 @@ class _LibrarySync:
         async with self.closing:
             await self._open_lane(self.db)
             if self.lane_limit > 1:
-                self.unsorted = await self.db.run(in_transaction, self.engine, is_empty, library_id)
+                self.unsorted = await self.db.run(is_empty, self.lanes[0].reads, library_id)
             await self._stream(library, library_id, since)
 
     async def _open_lane(self, db: DbThread) -> None:

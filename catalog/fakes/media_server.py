@@ -778,17 +778,14 @@ class FakeMediaServer(LoopbackServer):
         flt = _Filter(_wanted_types(st, query.get("includeitemtypes")), _min_saved(query))
         start = _int_param(query, "startindex", 0)
         limit = _int_param(query, "limit", None)
-        repeat = self._faults.far_repeat
-        if repeat and start >= repeat[0] and limit:
-            # Ties sorted unstably can also bring an item back pages later. The page at the
-            # StartIndex given opens with the item at the earlier position, then goes on as
-            # the one before it left off; later pages shift back by one, as below.
+        # Ties sorted unstably can also bring an item back pages later: the page at the
+        # StartIndex given opens with the item at the earlier position, then goes on as the
+        # one before it left off, and later pages shift back by one, as below.
+        repeat = self._faults.far_repeat if limit else None
+        if repeat and start == repeat[0]:
             at, position = repeat
-            if start == at:
-                indexes = self._page(st, flt, position, 1) + self._page(st, flt, at, limit - 1)
-            else:
-                indexes = self._page(st, flt, start - 1, limit)
-        elif start > 0 and self._faults.boundary_repeats:
+            indexes = self._page(st, flt, position, 1) + self._page(st, flt, at, limit - 1)
+        elif start > 0 and (self._faults.boundary_repeats or (repeat and start > repeat[0])):
             # Real Jellyfin sorts ties unstably, so pages overlap: here the page at StartIndex s
             # is the item at s-1 followed by s .. s+Limit-2, still Limit items long. A client
             # stepping StartIndex by Limit thus gets item Limit-1 twice (end of page one, start
