@@ -29,6 +29,7 @@ from catalog.db.refused import crossed, refusal, refused_by
 from catalog.db.seen import SeenIds
 from catalog.db.writers import ChunkCounts, writer_for
 from catalog.errors import ConfigError, MassDeleteRefused
+from catalog.heap import bulk_pass
 from catalog.http import HttpStats
 from catalog.items import InvalidItem, MediaItem, RawItem
 from catalog.items import Library as SourceLibrary
@@ -154,7 +155,8 @@ async def run_sync(
 ) -> SyncReport:
     """Sync `server` into the catalog as one recorded run under the job lock."""
     lock = job_lock(engine, "sync", server.name)
-    with recorded_run(engine, "sync", server.name, report, lock, keep_runs), DbThread() as db:
+    run = recorded_run(engine, "sync", server.name, report, lock, keep_runs)
+    with run, DbThread() as db, bulk_pass():
         await _sync_server(engine, db, source, server, options, progress, report)
     return report
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -10,7 +11,8 @@ from sqlalchemy import Engine, func, select, text, update
 
 from catalog.db.models import GENRE, MEDIA, MEDIA_GENRE, MEDIA_TAG, MEDIA_TAGLINE, RUN, TAG
 from catalog.db.seen import SeenIds
-from catalog.fakes.media_server import Faults
+from catalog.fakes.media_server import FakeLibrary, FakeMediaServer, Faults
+from catalog.heap import BULK_THRESHOLD
 from catalog.runs import utcnow
 from catalog.sources.jellyfin import parse_item
 
@@ -665,3 +667,26 @@ def test_a_library_that_changes_during_a_read_is_read_whole(fake, change):
     assert len(read) == (20 if change == "shrinks" else 75)
     asked = [int(r.query["StartIndex"]) for r in fake.requests if r.path == "/Items"]
     assert asked == ([0, 10, 20] if change == "shrinks" else [0, 10, 20, 30, 40, 50, 60, 70])
+
+
+class _CollectorWatch(FakeMediaServer):
+    """Notes the collector's settings whenever an /Items page is asked for: in-process, they
+    are those of the sync reading it."""
+
+    def respond(self, method, path, query, headers, body):
+        if path == "/Items":
+            self.settings.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+        return super().respond(method, path, query, headers, body)
+
+
+def test_a_sync_pass_runs_with_the_start_up_heap_frozen_and_the_collector_eased(cli, engine):
+    before = gc.get_threshold()
+    with _CollectorWatch([FakeLibrary("Movies", "movies", 60)], token=TOKEN) as server:
+        server.settings = []
+        out = cli("sync", url=server.url)
+    assert out.exit_code == 0, out.stderr
+    assert len(server.settings) == 60 // 25 + 1
+    assert set(server.settings) == {(BULK_THRESHOLD, True)}
+    assert gc.get_threshold() == before
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(MEDIA)).scalar_one() == 60
