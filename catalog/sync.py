@@ -77,7 +77,7 @@ class SyncOptions:
     allow_mass_delete: bool = False
     chunk_size: int = 1000
     mass_delete_share: float = 0.5
-    # A pass that wrote this many items refreshes the planner's statistics (refresh_statistics).
+    # A pass that wrote this many items refreshes the planner's statistics (writer.statistics).
     analyze_after: int = 10_000
 
 
@@ -307,8 +307,16 @@ class _LibrarySync:
             await self._reconcile(library_id, library.name, seen_at)
         await self.db.run(in_transaction, self.engine, mark_synced, library_id, seen_at, self.full)
         if self.result.inserted + self.result.updated >= self.options.analyze_after:
-            await self.db.run(in_transaction, self.engine, self.writer.refresh_statistics)
+            await self._refresh_statistics()
         self.progress.finished(self.result.name, self.result.seen, self.result.summary())
+
+    async def _refresh_statistics(self) -> None:
+        """The writer's statistics statements side by side, one a lane (in turn on one lane
+        if the pass opened only one)."""
+        statements = self.writer.statistics()
+        for start in range(0, len(statements), len(self.lanes)):
+            batch = zip(self.lanes, statements[start : start + len(self.lanes)], strict=False)
+            await asyncio.gather(*(lane.db.run(_execute, lane.reads, sql) for lane, sql in batch))
 
     async def _write(
         self,
@@ -402,6 +410,10 @@ class _LibrarySync:
 
 def _autocommit(engine: Engine) -> Connection:
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _execute(conn: Connection, sql: str) -> None:
+    conn.exec_driver_sql(sql)
 
 
 # -- database steps (each runs inside one transaction on the database thread) ---------------

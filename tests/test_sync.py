@@ -416,46 +416,47 @@ def test_statements_per_chunk_do_not_grow_with_items(database_url, fake, engine)
     assert grown / 1000 < 25, "per 1,000 items"
 
 
-def _analyzed(engine: Engine) -> bool:
-    query = "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'media'"
+def _analyzed(engine: Engine, table: str = "media") -> bool:
+    query = "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = :table"
     with engine.connect() as conn:
-        return bool(conn.execute(text(query)).scalar())
+        return bool(conn.execute(text(query), {"table": table}).scalar())
+
+
+def _statistics_of(engine: Engine) -> set[str]:
+    for table in ("media", "media_tag", "media_genre", "media_tagline"):
+        assert _analyzed(engine, table), table
+    with engine.connect() as conn:
+        query = "SELECT attname FROM pg_stats WHERE tablename = 'media'"
+        columns = set(conn.execute(text(query)).scalars())
+    assert {"library_id", "year", "sort_name", "missing_since", "name", "kind"} <= columns
+    unqueried = {"overview", "provider_ids", "season", "first_seen_at", "last_seen_at"}
+    assert not columns & unqueried, "columns no query filters on"
+    return columns
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_pass_that_writes_many_items_refreshes_the_planners_statistics(fake, engine):
     """Until autovacuum gets to a catalog just filled, PostgreSQL plans it as empty (a page of
     `media list` then scanned every tag link): a big pass ANALYZEs what it wrote, a small one
-    leaves it to autovacuum."""
-    import asyncio
-
-    from catalog.config import ServerConfig, SyncConfig
-    from catalog.progress import QuietProgress
-    from catalog.sources.connect import open_source
-    from catalog.sync import SyncOptions, SyncReport, run_sync
-
-    def sync(analyze_after: int) -> None:
-        server = ServerConfig("fake", fake.url, token="s3cret-test-token")
-
-        async def go() -> None:
-            async with open_source(server, SyncConfig()) as source:
-                options = SyncOptions(libraries=("Movies",), analyze_after=analyze_after)
-                await run_sync(engine, source, server, options, QuietProgress(), SyncReport("x"))
-
-        asyncio.run(go())
-
-    sync(analyze_after=61)  # 60 items written: below the threshold
+    leaves it to autovacuum. Here the big pass writes on one connection (one chunk), and the
+    statements run one after the other."""
+    _sync_movies(
+        engine, fake, page_size=10, chunk_size=1000, analyze_after=61
+    )  # 60 items written: below the threshold
     assert not _analyzed(engine)
     fake.add("Movies", 1)
     with engine.begin() as conn:  # a full rewrite: 61 written
         conn.execute(update(MEDIA).values(content_hash="stale"))
-    sync(analyze_after=61)
-    assert _analyzed(engine)
-    with engine.connect() as conn:
-        query = "SELECT attname FROM pg_stats WHERE tablename = 'media'"
-        columns = set(conn.execute(text(query)).scalars())
-    assert {"library_id", "year", "sort_name", "missing_since"} <= columns
-    assert not columns & {"overview", "provider_ids"}, "columns no query filters on"
+    _sync_movies(engine, fake, page_size=10, chunk_size=1000, analyze_after=61)
+    _statistics_of(engine)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_first_sync_on_two_connections_analyzes_media_and_its_links_side_by_side(fake, engine):
+    """A first sync in chunks of 20 writes on two connections from its first full chunk; its
+    statistics statements then run one on each."""
+    _sync_movies(engine, fake, page_size=10, chunk_size=20, analyze_after=60)
+    _statistics_of(engine)
 
 
 def test_catalog_has_no_orphans_after_changes(cli, fake, engine):
@@ -561,8 +562,9 @@ def test_a_catalog_of_earlier_digests_is_redigested_without_rewrites_or_retags(c
     assert (again["updated"], again["unchanged"]) == (0, 60)
 
 
-def _sync_movies(engine: Engine, fake, page_size: int = 500) -> list[str]:
-    """One full sync of Movies through run_sync: the statements it sent."""
+def _sync_movies(engine: Engine, fake, page_size: int = 500, **options: Any) -> list[str]:
+    """One full sync of Movies through run_sync (in chunks of 20 unless `options` say
+    otherwise): the statements it sent."""
     import asyncio
 
     from catalog.config import ServerConfig, SyncConfig
@@ -575,8 +577,8 @@ def _sync_movies(engine: Engine, fake, page_size: int = 500) -> list[str]:
 
     async def go() -> None:
         async with open_source(server, SyncConfig(page_size=page_size)) as source:
-            options = SyncOptions(libraries=("Movies",), chunk_size=20)
-            await run_sync(engine, source, server, options, QuietProgress(), SyncReport("x"))
+            wanted = SyncOptions(libraries=("Movies",), **{"chunk_size": 20, **options})
+            await run_sync(engine, source, server, wanted, QuietProgress(), SyncReport("x"))
 
     with recorded_statements(engine) as statements:
         asyncio.run(go())
