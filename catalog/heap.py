@@ -21,8 +21,9 @@ from contextlib import contextmanager
 
 # Allocations between collections of the youngest generation during a bulk pass; the older
 # generations keep their multipliers. Collections then took 0.2 s of that first sync, against
-# 0.8 s. Not higher: at 20,000 and 50,000 (0.1 s) the peak RSS of a SQLite sync grew with the
-# library (108 MB for 400,000 items, 171 MB for a million, against 89 MB at 10,000 or under).
+# 0.8 s. Not higher: at 20,000 or more (0.1 s) the peak RSS of a SQLite sync grew with the
+# library (108 MB for 400,000 items at 20,000, 171 MB for a million at 50,000), where at
+# 10,000 or under it stays near 89 MB.
 BULK_THRESHOLD = 10_000
 
 
