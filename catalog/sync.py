@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 from collections import deque
@@ -311,12 +312,10 @@ class _LibrarySync:
         self.progress.finished(self.result.name, self.result.seen, self.result.summary())
 
     async def _refresh_statistics(self) -> None:
-        """The writer's statistics statements side by side, one a lane (in turn on one lane
-        if the pass opened only one)."""
-        statements = self.writer.statistics()
-        for start in range(0, len(statements), len(self.lanes)):
-            batch = zip(self.lanes, statements[start : start + len(self.lanes)], strict=False)
-            await asyncio.gather(*(lane.db.run(_execute, lane.reads, sql) for lane, sql in batch))
+        """The writer's statistics statements dealt out to the lanes: side by side on two, in
+        turn on one (a lane's thread runs one thing at a time)."""
+        dealt = zip(itertools.cycle(self.lanes), self.writer.statistics())
+        await asyncio.gather(*(lane.db.run(lane.reads.exec_driver_sql, sql) for lane, sql in dealt))
 
     async def _write(
         self,
@@ -410,10 +409,6 @@ class _LibrarySync:
 
 def _autocommit(engine: Engine) -> Connection:
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-
-
-def _execute(conn: Connection, sql: str) -> None:
-    conn.exec_driver_sql(sql)
 
 
 # -- database steps (each runs inside one transaction on the database thread) ---------------
